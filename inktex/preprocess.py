@@ -1,0 +1,146 @@
+"""Image preprocessing: any photo, scan or rendering -> the model's input.
+
+The model sees a float32 `(height, width)` ink map, ink 1 on background 0, holding the
+expression cropped to its ink and fitted (aspect kept, centred) into the box. The same
+function prepares training images, serving requests and evaluation, so they look alike.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from inktex.errors import BlankInputError, ImageError, ImageTooLargeError
+
+MAX_PIXELS = 50_000_000  # phones make 12-50 MP; more is rejected with a clear message
+ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings that travel with a model package; loading a package restores them."""
+
+    height: int = 128
+    width: int = 320
+    margin: int = 4  # pixels of background kept around the fitted ink
+    ink_threshold: float = 0.15  # an ink-map value above this counts as ink when cropping
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PreprocessConfig:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Grayscale uint8 array of an encoded image; the type is sniffed from the bytes."""
+    if not data:
+        raise ImageError("the file is empty: send a PNG, JPEG, WebP or BMP image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageError(f"unsupported image type {fmt}: send PNG, JPEG, WebP or BMP")
+            w, h = image.size
+            if w == 0 or h == 0:
+                raise ImageError("the image has no pixels (0x0)")
+            if w * h > max_pixels:
+                raise ImageTooLargeError(
+                    f"the image is {w}x{h} = {w * h / 1e6:.0f} megapixels; "
+                    f"the limit is {max_pixels / 1e6:.0f}: send a smaller photo or a crop"
+                )
+            if getattr(image, "n_frames", 1) > 1:
+                raise ImageError("animated images are not supported: send a single frame")
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        raise ImageError(f"not a readable image ({exc}): send a PNG, JPEG, WebP or BMP") from exc
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels are paper: canvas exports are often ink on transparency.
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Float ink map in [0, 1]: background 0 whatever the paper's tone, polarity or shading."""
+    g = gray.astype(np.float32) / 255.0
+    if np.median(g) < 0.5:  # light ink on dark paper (a blackboard, an inverted scan)
+        g = 1.0 - g
+    h, w = g.shape
+    if min(h, w) >= 64:
+        # Uneven lighting: estimate the paper with a wide max filter and divide it out.
+        small = Image.fromarray((g * 255).astype(np.uint8))
+        scale = 256 / max(h, w)
+        if scale < 1:
+            small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))))
+        paper = small.filter(ImageFilter.MaxFilter(9)).filter(ImageFilter.BoxBlur(6))
+        paper_arr = np.asarray(paper.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255
+        g = np.clip(g / np.maximum(paper_arr, 1e-3), 0.0, 1.0)
+    ink = 1.0 - g
+    # Paper texture and JPEG noise sit well below real strokes: cut them off.
+    noise = float(np.percentile(ink, 50)) + 0.08
+    return np.clip((ink - noise) / max(1.0 - noise, 1e-3), 0.0, 1.0)
+
+
+def crop_box(ink: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the ink, or BlankInputError when there is none."""
+    rows = np.flatnonzero((ink > threshold).any(axis=1))
+    cols = np.flatnonzero((ink > threshold).any(axis=0))
+    if rows.size == 0:
+        raise BlankInputError("no handwriting found: the image is blank")
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def fit_to_box(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Crop to the ink and fit it, aspect kept and centred, into the model's box."""
+    top, bottom, left, right = crop_box(ink, cfg.ink_threshold)
+    crop = ink[top:bottom, left:right]
+    h, w = crop.shape
+    inner_h, inner_w = cfg.height - 2 * cfg.margin, cfg.width - 2 * cfg.margin
+    scale = min(inner_h / h, inner_w / w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    # Box filtering keeps thin strokes when shrinking (they fade rather than vanish).
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(
+        (new_w, new_h), Image.BOX if scale < 1 else Image.BILINEAR
+    )
+    out = np.zeros((cfg.height, cfg.width), dtype=np.float32)
+    y0, x0 = (cfg.height - new_h) // 2, (cfg.width - new_w) // 2
+    out[y0 : y0 + new_h, x0 : x0 + new_w] = np.asarray(resized, dtype=np.float32)
+    return _normalise_contrast(out)
+
+
+def _normalise_contrast(ink: np.ndarray) -> np.ndarray:
+    """Scale so that typical stroke pixels reach 1: faded thin strokes and bold ones look alike."""
+    strokes = ink[ink > 0.05]
+    if strokes.size == 0:
+        raise BlankInputError("no handwriting found after scaling: the ink is too faint")
+    peak = float(np.percentile(strokes, 90))
+    return np.clip(ink / max(peak, 1e-3), 0.0, 1.0)
+
+
+def preprocess_gray(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Model input from a grayscale uint8 image (dark ink on light paper, or the reverse)."""
+    return fit_to_box(ink_map(gray), cfg)
+
+
+def preprocess_bytes(data: bytes, cfg: PreprocessConfig) -> np.ndarray:
+    """Model input from an encoded image file."""
+    return preprocess_gray(decode_image(data), cfg)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Compact storage of a model input (prepared datasets keep these)."""
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
