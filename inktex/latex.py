@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 
 from inktex.errors import LatexSyntaxError
 
-_TOKEN_RE = re.compile(r"\\[a-zA-Z]+|\\.|[^\s]")
+# `\\.` spans newlines too: a backslash before any white space is TeX's control space.
+_TOKEN_RE = re.compile(r"\\[a-zA-Z]+|\\.|[^\s]", re.DOTALL)
 
-# Dropped: spacing, sizing, delimiters' wrappers and math-mode markers.
-_DROPPED = frozenset(
+
+def _words(text: str) -> frozenset[str]:
+    """The white-space separated words of `text`: long command lists stay readable."""
+    return frozenset(text.split())
+
+
+# Dropped: spacing, sizing, delimiters' wrappers and math-mode markers (and `\ `, below).
+_DROPPED = _words(
     r"\left \right \big \Big \bigg \Bigg \bigl \bigr \Bigl \Bigr \biggl \biggr \Biggl \Biggr"
-    r" \limits \nolimits \displaystyle \textstyle \! \, \; \: \  \quad \qquad $ ~".split()
-    + ["\\ "]
-)
+    r" \limits \nolimits \displaystyle \textstyle \! \, \; \: \quad \qquad $ ~"
+) | {"\\ "}
 _ALIASES = {
     r"\lt": "<",
     r"\gt": ">",
@@ -41,11 +47,11 @@ _ALIASES = {
 }
 _MULTI_ALIASES = {r"\parallel": ("|", "|")}
 # Text wrappers whose content is kept as symbols: handwriting has no font.
-_TEXT_WRAPPERS = frozenset(r"\mbox \mathrm \hbox \text \textrm \mathit \operatorname".split())
+_TEXT_WRAPPERS = _words(r"\mbox \mathrm \hbox \text \textrm \mathit \operatorname")
 # Wrappers that are themselves repairs of malformed input.
 _FALLBACK_WRAPPERS = frozenset([r"\vtop"])
 # Commands known to the normaliser (besides single characters).
-KNOWN_COMMANDS = frozenset(
+KNOWN_COMMANDS = _words(
     r"""\frac \sqrt \sum \int \lim \log \sin \cos \tan \times \div \pm \cdot \cdots \ldots
     \leq \geq \neq \rightarrow \leftarrow \infty \prime \alpha \beta \gamma \delta \theta
     \lambda \mu \pi \sigma \phi \Delta \Pi \in \forall \exists \{ \} \exp \ln \sec \csc
@@ -53,9 +59,11 @@ KNOWN_COMMANDS = frozenset(
     \rho \tau \psi \chi \eta \zeta \xi \kappa \nu \Sigma \Gamma \Omega \Phi \Theta \Lambda
     \subset \subseteq \supset \cup \cap \emptyset \partial \nabla \approx \equiv \sim
     \propto \perp \angle \neg \wedge \vee \Rightarrow \Leftrightarrow \leftrightarrow
-    \mapsto \prod \oint \circ \bullet \star \ast \% \# \& \_""".split()
+    \mapsto \prod \oint \circ \bullet \star \ast \% \# \& \_"""
 )
 _SCRIPTS = ("_", "^")
+# Aliases that annotators ran into the next letter (CROHME has `M\\ltN`, `u_n\\gtM`).
+_RUN_TOGETHER_PREFIXES = (r"\lt", r"\gt")
 
 
 @dataclass
@@ -106,7 +114,9 @@ def _lex(latex: str) -> _Lexed:
         if tok in (r"\left", r"\right") and i < len(raw) and raw[i] == ".":
             i += 1  # `\left.` is an invisible delimiter
             continue
-        if tok in _DROPPED:
+        if tok == "\\":
+            raise LatexSyntaxError("LaTeX ends with a lone backslash '\\'; remove it")
+        if tok in _DROPPED or (len(tok) == 2 and tok[0] == "\\" and tok[1].isspace()):
             continue
         if tok.startswith("\\") and tok[1:].isalpha() and not _is_known(tok):
             split = _split_run_together(tok)
@@ -133,12 +143,26 @@ def _is_known(command: str) -> bool:
 
 
 def _split_run_together(command: str) -> list[str] | None:
-    r"""`\ltN` -> `<`, `N`: the longest known command prefix, then single letters."""
-    for end in range(len(command) - 1, 1, -1):
-        head = command[:end]
-        if _is_known(head) and head not in _DROPPED:
-            return [_ALIASES.get(head, head), *command[end:]]
+    r"""`\ltN` -> `<`, `N`: an alias run into one letter; other unknown commands stay whole.
+
+    Only `\lt`/`\gt` plus one letter is split: a general "known prefix, then letters" rule
+    would turn real commands into other symbols (`\coth` -> `\cot h`, `\inf` -> `\in f`,
+    `\textbf` -> `\text b f`, `\ltimes` -> `< i m e s`).
+    """
+    head, rest = command[:-1], command[-1]
+    if head in _RUN_TOGETHER_PREFIXES:
+        return [_ALIASES[head], rest]
     return None
+
+
+def _has_bare_closing_bracket(tokens: list[str]) -> bool:
+    """Whether a `]` outside braces would end a root index early when read back."""
+    depth = 0
+    for tok in tokens:
+        depth += {"{": 1, "}": -1}.get(tok, 0)
+        if tok == "]" and depth == 0:
+            return True
+    return False
 
 
 class _Parser:
@@ -148,6 +172,7 @@ class _Parser:
         self.tokens = tokens
         self.pos = 0
         self.fallbacks: list[str] = []
+        self.script_depth = 0  # how many script arguments enclose the current position
         self.lex_fallbacks = tokens.lex_fallbacks
 
     def peek(self) -> str | None:
@@ -185,11 +210,13 @@ class _Parser:
             if tok == "'":
                 scripts.setdefault("^", []).append(r"\prime")
                 continue
-            arg = self.parse_argument()
-            arg = [r"\prime" if t == "'" else t for t in arg]
-            scripts.setdefault(tok, []).extend(arg)
+            self.script_depth += 1
+            scripts.setdefault(tok, []).extend(self.parse_argument())
+            self.script_depth -= 1
         scripts = {k: v for k, v in scripts.items() if v}
-        if braced and (len(base) > 1 and scripts):
+        # A group keeps its braces where dropping them would move its scripts: on a group of
+        # several atoms or none (`{ab}^2`, `x^2{}^3`) they would fall on one atom or merge.
+        if braced and scripts and len(base) != 1:
             base = ["{", *base, "}"]
         out = list(base)
         for key in _SCRIPTS:
@@ -202,10 +229,17 @@ class _Parser:
         tok = self.take()
         if tok == "{":
             return self.parse_sequence("}"), True
+        if tok == "'" and self.script_depth:
+            # `f^{'}` is how annotators write f' (TeX would raise the prime twice).
+            primes = [r"\prime"]
+            while self.peek() == "'":
+                primes.append(self.take().replace("'", r"\prime"))
+            return primes, False
         if tok in _SCRIPTS or tok == "'":
-            # A script with no base (`^{2}` at the start): keep it on an empty base.
+            # A script with no base (`^{2}` at the start) sits on an empty group, `{ } ^ { 2 }`,
+            # as `{}^{2}` does: bare, it would join the scripts of an atom written before it.
             self.pos -= 1
-            return [], False
+            return [], True
         if tok == r"\frac":
             num = self.parse_argument()
             den = self.parse_argument()
@@ -214,12 +248,16 @@ class _Parser:
             out = [r"\sqrt"]
             if self.peek() == "[":
                 self.pos += 1
-                out += ["[", *self.parse_sequence("]"), "]"]
+                index = self.parse_sequence("]")
+                if _has_bare_closing_bracket(index):  # `\sqrt[{[a]}]`: braces hide the `]`
+                    index = ["{", *index, "}"]
+                out += ["[", *index, "]"]
             return [*out, "{", *self.parse_argument(), "}"], False
         if tok in _TEXT_WRAPPERS or tok in _FALLBACK_WRAPPERS:
             if tok in _FALLBACK_WRAPPERS:
                 self.fallbacks.append(f"unwrapped {tok}")
-            return self.parse_argument(), False
+            # Unwrapped, the argument is a group like `{...}`: `\mbox{x^2}^3` keeps its braces.
+            return self.parse_argument(), True
         return [tok], False
 
     def parse_argument(self) -> list[str]:

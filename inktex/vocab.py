@@ -32,7 +32,9 @@ class Vocabulary:
     def build(cls, labels: Iterable[Sequence[str]], min_count: int = 1) -> Vocabulary:
         """Specials, then tokens by falling frequency (ties by name), then CROHME's unseen."""
         counts = Counter(t for label in labels for t in label)
-        seen = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
+        seen = sorted(
+            (t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t)
+        )
         unseen = [t for t in CROHME_UNSEEN_IN_TRAINING if t not in counts]
         return cls([*SPECIALS, *(t for t in seen if t not in SPECIALS), *unseen])
 

@@ -1,0 +1,157 @@
+"""Greedy and beam search over a decoder step function, written once for every backend.
+
+Training's validation plugs in the PyTorch decoder, serving and evaluation the ONNX one:
+both implement `StepModel`. The search sees only numpy token ids and log-probabilities;
+the decoder state is opaque to it and stays wherever the backend keeps it (a GPU, say).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+State = Any
+
+
+class StepModel(Protocol):
+    """A decoder over a batch of encoded inputs, advanced one token at a time."""
+
+    def start(self) -> State:
+        """The initial state, one row per encoded input."""
+
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Log-probabilities (N, V) of the next token after `tokens` (N,), and the new state."""
+
+    def select(self, state: State, rows: np.ndarray) -> State:
+        """The state of rows `rows` (indices into the current rows, repeats allowed)."""
+
+
+@dataclass
+class Hypothesis:
+    ids: list[int]  # token ids, without <sos> and <eos>
+    token_logprobs: list[float]
+    score: float  # what the beam ranks by (length-normalised log-probability)
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.token_logprobs))
+
+
+@dataclass
+class SearchResult:
+    """The best hypothesis first, then the alternatives."""
+
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.hypotheses[0]
+
+
+def greedy_search(
+    model: StepModel, batch: int, sos_id: int, eos_id: int, max_len: int
+) -> list[SearchResult]:
+    """The most likely token at each step, for `batch` inputs at once."""
+    state = model.start()
+    tokens = np.full(batch, sos_id, dtype=np.int64)
+    ids = np.zeros((batch, max_len), dtype=np.int64)
+    logps = np.zeros((batch, max_len), dtype=np.float64)
+    lengths = np.full(batch, max_len)
+    alive = np.ones(batch, dtype=bool)
+    for t in range(max_len):
+        logp, state = model.step(tokens, state)
+        tokens = logp.argmax(axis=1)
+        ids[:, t] = tokens
+        logps[:, t] = logp[np.arange(batch), tokens]
+        ended = alive & (tokens == eos_id)
+        lengths[ended] = t
+        alive &= ~ended
+        if not alive.any():
+            break
+    results = []
+    for b in range(batch):
+        n = int(lengths[b])
+        # The <eos> probability belongs to the confidence: stopping is a decision too.
+        lp = logps[b, : n + 1] if n < max_len else logps[b, :n]
+        hyp = Hypothesis(ids[b, :n].tolist(), lp.tolist(), float(lp.sum()))
+        results.append(SearchResult([hyp]))
+    return results
+
+
+def beam_search(
+    model: StepModel,
+    batch: int,
+    sos_id: int,
+    eos_id: int,
+    max_len: int,
+    beam_size: int = 5,
+    length_penalty: float = 1.0,
+) -> list[SearchResult]:
+    """Beam search for `batch` inputs at once (batch * beam_size decoder rows per step).
+
+    Hypotheses are ranked by log-probability / length ** length_penalty, so long
+    expressions are not beaten by short ones just for having fewer factors below one.
+    """
+    k = beam_size
+    state = model.select(model.start(), np.repeat(np.arange(batch), k))
+    tokens = np.full(batch * k, sos_id, dtype=np.int64)
+    # Only the first beam of each input is live at the start: the others are copies.
+    scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], batch)  # (batch * k,)
+    history: list[list[tuple[list[int], list[float]]]] = [[([], [])] * k for _ in range(batch)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = np.zeros(batch, dtype=bool)
+    for _ in range(max_len):
+        logp, state = model.step(tokens, state)
+        vocab = logp.shape[1]
+        total = (scores[:, None] + logp).reshape(batch, k * vocab)
+        top = np.argsort(-total, axis=1)[:, : 2 * k]  # room for k live ones after <eos> picks
+        rows, next_tokens, next_scores = [], [], []
+        new_history = []
+        for b in range(batch):
+            kept: list[tuple[list[int], list[float]]] = []
+            for flat in top[b]:
+                beam, token = divmod(int(flat), vocab)
+                score = float(total[b, flat])
+                if not np.isfinite(score):
+                    continue
+                prev_ids, prev_lps = history[b][beam]
+                lps = [*prev_lps, float(logp[b * k + beam, token])]
+                if token == eos_id:
+                    if not done[b]:
+                        norm = score / max(len(prev_ids) + 1, 1) ** length_penalty
+                        finished[b].append(Hypothesis(list(prev_ids), lps, norm))
+                    continue
+                if len(kept) < k:
+                    kept.append(([*prev_ids, token], lps))
+                    rows.append(b * k + beam)
+                    next_tokens.append(token)
+                    next_scores.append(score)
+                if len(kept) == k:
+                    break
+            while len(kept) < k:  # pad with dead rows so every input keeps k rows
+                kept.append(([], []))
+                rows.append(b * k)
+                next_tokens.append(eos_id)
+                next_scores.append(-np.inf)
+            new_history.append(kept)
+            if len(finished[b]) >= k:
+                done[b] = True
+        if done.all():
+            break
+        history = new_history
+        scores = np.asarray(next_scores)
+        scores[np.repeat(done, k)] = -np.inf
+        tokens = np.asarray(next_tokens, dtype=np.int64)
+        state = model.select(state, np.asarray(rows))
+    results = []
+    for b in range(batch):
+        hyps = finished[b]
+        if not hyps:  # nothing ended within max_len: take the live beams as they are
+            for ids, lps in history[b]:
+                if lps:
+                    hyps.append(Hypothesis(ids, lps, sum(lps) / len(lps) ** length_penalty))
+        hyps.sort(key=lambda h: -h.score)
+        results.append(SearchResult(hyps[:k]))
+    return results

@@ -1,0 +1,316 @@
+"""Export a checkpoint to a model package: two ONNX graphs plus everything needed to use them.
+
+    python -m model_export.export CHECKPOINT OUT_DIR [--samples DIR_OR_NPZ] [--int8]
+
+The package holds `encoder.onnx` (dynamic batch, height and width), `decoder_step.onnx` (one
+decoder step, state in and state out), `vocab.json`, `preprocess.json`, `model.json`,
+`metrics.json`, `MODEL_CARD.md` and `manifest.json`. Its version id is a content hash of the
+weights, vocabulary and preprocessing; both graphs carry it in their metadata and loading
+checks it (`inktex.package`). The export proves itself against PyTorch or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from inktex.errors import ModelPackageError
+from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage, write_manifest
+from training.checkpoint import load_checkpoint
+from training.decoding import recognize_batch
+from training.model import DecoderState, Recognizer, count_parameters
+
+log = logging.getLogger(__name__)
+OPSET = 18
+LOGIT_TOLERANCE = 1e-4
+
+
+class EncoderGraph(nn.Module):
+    """image (B, 1, H, W) -> features, attention keys, initial hidden state."""
+
+    def __init__(self, model: Recognizer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        features = self.model.encoder(image)
+        keys, state = self.model.decoder.start(features)
+        return features, keys, state.hidden
+
+
+class StepGraph(nn.Module):
+    """One decoder step for N rows; `image_index` (N,) says which encoded image each row reads.
+
+    Gathering inside the graph lets beams share their image's features: the runtime never
+    copies features per beam or per step.
+    """
+
+    def __init__(self, model: Recognizer):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, token, hidden, coverage, features, keys, image_index):
+        features = features.index_select(0, image_index)
+        keys = keys.index_select(0, image_index)
+        logits, state, _ = self.decoder.step(token, DecoderState(hidden, coverage), features, keys)
+        return torch.log_softmax(logits, dim=-1), state.hidden, state.coverage
+
+
+def version_id(model: Recognizer, vocab_json: str, preprocess_json: str) -> str:
+    """Content hash of what determines the model's outputs."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    h.update(vocab_json.encode())
+    h.update(preprocess_json.encode())
+    return h.hexdigest()[:16]
+
+
+def _export_graph(
+    module: nn.Module,
+    args: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic_axes: dict,
+    version: str,
+) -> None:
+    module.eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        module,
+        args,
+        buffer,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes=dynamic_axes,
+        opset_version=OPSET,
+        dynamo=False,
+        do_constant_folding=True,
+    )
+    graph = onnx.load_from_string(buffer.getvalue())
+    for key, value in {"inktex_version": version, "producer": "inktex"}.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(graph)
+    onnx.save(graph, path)
+
+
+def export_graphs(model: Recognizer, out_dir: Path, version: str, height: int, width: int) -> None:
+    model = model.eval().float()
+    image = torch.rand(2, 1, height, width)
+    with torch.no_grad():
+        features, keys, hidden = EncoderGraph(model)(image)
+    _export_graph(
+        EncoderGraph(model),
+        (image,),
+        out_dir / ENCODER_FILE,
+        ["image"],
+        ["features", "keys", "hidden"],
+        {
+            "image": {0: "batch", 2: "height", 3: "width"},
+            "features": {0: "batch", 2: "h", 3: "w"},
+            "keys": {0: "batch", 2: "h", 3: "w"},
+            "hidden": {0: "batch"},
+        },
+        version,
+    )
+    rows = 3
+    index = torch.tensor([0, 1, 1])
+    step_args = (
+        torch.ones(rows, dtype=torch.long),
+        hidden[index],
+        torch.zeros(rows, 1, *features.shape[2:]),
+        features,
+        keys,
+        index,
+    )
+    _export_graph(
+        StepGraph(model),
+        step_args,
+        out_dir / STEP_FILE,
+        ["token", "hidden", "coverage", "features", "keys", "image_index"],
+        ["log_probs", "hidden_out", "coverage_out"],
+        {
+            "token": {0: "rows"},
+            "hidden": {0: "rows"},
+            "coverage": {0: "rows", 2: "h", 3: "w"},
+            "features": {0: "batch", 2: "h", 3: "w"},
+            "keys": {0: "batch", 2: "h", 3: "w"},
+            "image_index": {0: "rows"},
+            "log_probs": {0: "rows"},
+            "hidden_out": {0: "rows"},
+            "coverage_out": {0: "rows", 2: "h", 3: "w"},
+        },
+        version,
+    )
+
+
+def verify_against_torch(
+    model: Recognizer, package: ModelPackage, images: np.ndarray, tolerance: float = LOGIT_TOLERANCE
+) -> dict:
+    """Largest log-probability difference along PyTorch's greedy path, and token equality.
+
+    Raises ModelPackageError when the graphs disagree: a package that fails never ships.
+    """
+    from inktex.runtime import OnnxRecognizer
+
+    x = torch.from_numpy(images.astype(np.float32))[:, None]
+    vocab = package.vocab
+    with torch.inference_mode():
+        torch_results = recognize_batch(model.eval(), x, vocab, beam=1)
+    recognizer = OnnxRecognizer(package)
+    onnx_results = recognizer.search(images.astype(np.float32), beam=1)
+    max_diff = 0.0
+    # Teacher-force both on PyTorch's tokens and compare every step's log-probabilities.
+    with torch.inference_mode():
+        features = model.encoder(x)
+        keys, state = model.decoder.start(features)
+        onnx_steps = recognizer.step_model(images.astype(np.float32))
+        onnx_state = onnx_steps.start()
+        length = max(len(r.best.ids) for r in torch_results) + 1
+        tokens = np.full(len(images), vocab.sos_id, dtype=np.int64)
+        for t in range(length):
+            logits, state, _ = model.decoder.step(torch.from_numpy(tokens), state, features, keys)
+            torch_logp = torch.log_softmax(logits, dim=-1).numpy()
+            onnx_logp, onnx_state = onnx_steps.step(tokens, onnx_state)
+            max_diff = max(max_diff, float(np.abs(torch_logp - onnx_logp).max()))
+            tokens = np.array(
+                [r.best.ids[t] if t < len(r.best.ids) else vocab.eos_id for r in torch_results],
+                dtype=np.int64,
+            )
+    identical = sum(
+        a.best.ids == b.best.ids for a, b in zip(torch_results, onnx_results, strict=True)
+    )
+    report = {"max_logprob_diff": max_diff, "greedy_identical": identical, "samples": len(images)}
+    if max_diff > tolerance or identical != len(images):
+        raise ModelPackageError(f"ONNX export disagrees with PyTorch: {report}")
+    return report
+
+
+def model_card(
+    payload: dict, model: Recognizer, version: str, metrics: dict, parity: dict, source: Path
+) -> str:
+    cfg = model.cfg
+    history = payload.get("metrics", {})
+    return f"""# InkTeX model {version}
+
+- **Architecture**: `{cfg.arch}` encoder ({"DenseNet-B" if cfg.arch == "dense" else "ResNet-18"},
+  16x downsampling) and a GRU decoder with coverage attention; {count_parameters(model):,}
+  parameters; vocabulary of {cfg.vocab_size} tokens.
+- **Training data**: CROHME 2014 training set (8,835 expressions), offline renderings; selected
+  on CROHME 2013; CROHME 2014 test is the reported test and was never used to select.
+- **Training**: {json.dumps(payload.get("train_config", {}))}
+- **Validation at export**: {json.dumps(history)}
+- **Metrics** (`metrics.json`): {json.dumps(metrics) if metrics else "not evaluated yet"}
+- **Export check**: {json.dumps(parity)}
+- **Lineage**: exported from `{source.name}` on {dt.date.today().isoformat()}.
+- **Intended use**: printed-size handwritten expressions, one expression per image. Not for
+  multi-line documents, matrices or text.
+"""
+
+
+def export_package(
+    checkpoint: Path, out_dir: Path, samples: np.ndarray, metrics: dict | None = None
+) -> ModelPackage:
+    """Export, verify against PyTorch on `samples` (N, H, W float), and write the package."""
+    model, vocab, pre, payload = load_checkpoint(checkpoint)
+    vocab_json = vocab.to_json()
+    pre_json = json.dumps(pre.to_dict(), indent=2)
+    version = version_id(model, vocab_json, pre_json)
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp)
+        export_graphs(model, staging, version, pre.height, pre.width)
+        (staging / "vocab.json").write_text(vocab_json, encoding="utf-8")
+        (staging / "preprocess.json").write_text(pre_json)
+        (staging / "model.json").write_text(
+            json.dumps(
+                {
+                    "version": version,
+                    "model_config": model.cfg.to_dict(),
+                    "max_len": 200,
+                    "beam_size": 5,
+                    "length_penalty": 1.0,
+                },
+                indent=2,
+            )
+        )
+        (staging / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
+        write_manifest(staging, version)
+        parity = verify_against_torch(model, ModelPackage.load(staging), samples)
+        log.info("export verified: %s", parity)
+        (staging / "MODEL_CARD.md").write_text(
+            model_card(payload, model, version, metrics or {}, parity, checkpoint)
+        )
+        write_manifest(staging, version)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        shutil.copytree(staging, out_dir)
+    return ModelPackage.load(out_dir)
+
+
+def quantize_package(package_dir: Path, out_dir: Path) -> ModelPackage:
+    """int8 dynamic quantisation of the MatMul/Gemm weights (convolutions stay float:
+    int8 convolutions ran 6x slower here). Its check is ExpRate, not the logit bound."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(package_dir, out_dir)
+    for name in (ENCODER_FILE, STEP_FILE):
+        quantize_dynamic(
+            package_dir / name,
+            out_dir / name,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
+    manifest = json.loads((package_dir / "manifest.json").read_text())
+    write_manifest(out_dir, manifest["version"] + "-int8")
+    return ModelPackage.load(out_dir, check_graph_version=False)
+
+
+def load_samples(path: Path, count: int) -> np.ndarray:
+    """Model inputs (N, H, W float) from a packed split (.npz)."""
+    from training.prepare import load_packed
+
+    images, _, _ = load_packed(path)
+    return images[:count].astype(np.float32) / 255
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--samples", type=Path, default=Path("data/prepared/test2013.npz"))
+    parser.add_argument("--count", type=int, default=16, help="sample images for the check")
+    parser.add_argument("--metrics", type=Path, default=None, help="metrics JSON to include")
+    parser.add_argument("--int8", type=Path, default=None, help="also write an int8 package here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+    package = export_package(
+        args.checkpoint, args.out, load_samples(args.samples, args.count), metrics
+    )
+    print(f"exported {package.version} to {args.out}")
+    if args.int8:
+        quantized = quantize_package(args.out, args.int8)
+        print(f"quantised {quantized.version} to {args.int8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Training presets: `tiny` (seconds, for tests and CI), `cpu` and `gpu`.
+
+`cpu` and `gpu` differ in schedule and batch size only, never in architecture or input size,
+so a run started on one continues on the other. Any field can be overridden in params.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    label_smoothing: float = 0.1
+    unk_prob: float = 0.15  # teacher-forcing inputs replaced by <unk>: fights exposure bias
+    max_minutes: float = 0.0  # wall-clock budget; the LR schedule follows it when set
+    patience: int = 20  # validations without a better ExpRate before stopping
+    augment: bool = True
+    max_label_len: int = 150  # longer training labels are skipped (and counted)
+    train_limit: int = 0  # 0 = every training sample
+    val_limit: int = 0  # 0 = all of CROHME 2013
+    val_every_minutes: float = 0.0  # 0 = validate once an epoch
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    grad_clip: float = 5.0
+    workers: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    "tiny": TrainConfig(
+        epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=0,
+        label_smoothing=0.0,
+        unk_prob=0.0,
+        augment=False,
+        train_limit=16,
+        val_limit=8,
+        patience=100,
+    ),
+    "cpu": TrainConfig(epochs=300, batch_size=16, lr=1e-3),
+    "gpu": TrainConfig(
+        epochs=400,
+        batch_size=64,
+        lr=2e-3,
+        warmup_steps=200,
+        max_minutes=7.0,
+        val_every_minutes=0.75,
+    ),
+}
+
+
+def resolve(preset: str, overrides: dict | None = None) -> TrainConfig:
+    """The preset with any of its fields overridden (unknown keys are an error, not ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}")
+    return replace(PRESETS[preset], **overrides)

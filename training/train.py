@@ -1,0 +1,417 @@
+"""Train the recogniser: `python -m training.train`, driven by params.yaml.
+
+CPU or CUDA (bf16 autocast), seeded, resumable from `last.pt`, augmented on the device,
+logged with dvclive (when installed), validated on CROHME 2013 with the core's search,
+early-stopped on validation ExpRate, and under `torchrun` data-parallel across processes.
+CROHME 2014 is the reported test: nothing here ever looks at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from inktex.metrics import score
+from inktex.preprocess import PreprocessConfig
+from inktex.vocab import Vocabulary
+from training.augment import augment
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.decoding import recognize_arrays
+from training.model import WIDTHS, ModelConfig, Recognizer, count_parameters, init_weights
+from training.prepare import load_packed
+from training.presets import TrainConfig, resolve
+from training.tracking import Tracker
+
+log = logging.getLogger("inktex.train")
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # (N, H, W) uint8, on the training device
+    targets: torch.Tensor  # (N, L) int64: tokens then <eos>, padded with <pad>
+    lengths: torch.Tensor  # (N,) tokens + 1
+    labels: list[list[str]]
+
+
+def encode_split(
+    images: np.ndarray,
+    labels: list[list[str]],
+    vocab: Vocabulary,
+    max_len: int,
+    device: torch.device,
+) -> tuple[Split, int]:
+    """Tensors for the samples whose label fits `max_len`; returns how many were dropped."""
+    keep = [i for i, lab in enumerate(labels) if len(lab) <= max_len]
+    width = max((len(labels[i]) for i in keep), default=0) + 1
+    targets = torch.full((len(keep), width), vocab.pad_id, dtype=torch.long)
+    for row, i in enumerate(keep):
+        ids = vocab.encode(labels[i]) + [vocab.eos_id]
+        targets[row, : len(ids)] = torch.tensor(ids)
+    split = Split(
+        images=torch.from_numpy(images[keep]).to(device),
+        targets=targets.to(device),
+        lengths=torch.tensor([len(labels[i]) + 1 for i in keep], device=device),
+        labels=[labels[i] for i in keep],
+    )
+    return split, len(labels) - len(keep)
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> list:
+    """Shuffled batches of similar label length: less padding, so less decoder work."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    pool = batch_size * 32
+    for i in range(0, len(order), pool):
+        chunk = sorted(order[i : i + pool], key=lambda j: lengths[j])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def teacher_forcing_loss(
+    model,
+    images,
+    targets,
+    lengths,
+    vocab: Vocabulary,
+    cfg: TrainConfig,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, float]:
+    """Cross-entropy over each next token; returns the loss and the batch's token accuracy."""
+    t = int(lengths.max())
+    targets = targets[:, :t]
+    inputs = torch.cat([torch.full_like(targets[:, :1], vocab.sos_id), targets[:, :-1]], dim=1)
+    if cfg.unk_prob > 0 and model.training:
+        noise = torch.rand(inputs.shape, device=inputs.device, generator=generator)
+        replace = (noise < cfg.unk_prob) & (inputs != vocab.pad_id)
+        replace[:, 0] = False
+        inputs = inputs.masked_fill(replace, vocab.unk_id)
+    logits = model(images, inputs)
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=vocab.pad_id,
+        label_smoothing=cfg.label_smoothing,
+    )
+    mask = targets != vocab.pad_id
+    accuracy = ((logits.argmax(-1) == targets) & mask).sum() / mask.sum()
+    return loss, float(accuracy)
+
+
+def lr_factor(progress: float, step: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 2% over the run's progress (steps or minutes)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); starts the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def build_model(params: dict, vocab: Vocabulary, device: torch.device) -> Recognizer:
+    spec = params["model"]
+    width = WIDTHS[spec.get("width", "base")]
+    overrides = {k: v for k, v in spec.items() if k not in ("width",)}
+    cfg = ModelConfig(vocab_size=len(vocab), **{**width, **overrides})
+    model = Recognizer(cfg)
+    init_weights(model)
+    return model.to(device)
+
+
+def train(
+    params: dict, data_dir: Path, out_dir: Path, resume: bool = True, mirror: Path | None = None
+) -> dict:
+    """Train per `params`; with `mirror`, each new best also goes there as small fp16 weights."""
+    rank, world, device = setup_distributed()
+    is_main = rank == 0
+    tcfg = resolve(params["train"]["preset"], params["train"].get("overrides"))
+    seed = int(params["train"].get("seed", 0))
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed)  # same initial weights on every rank
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    vocab = Vocabulary.load(data_dir / "vocab.json")
+    pre = PreprocessConfig.from_dict(json.loads((data_dir / "preprocess.json").read_text()))
+    train_images, _, train_labels = load_packed(data_dir / "train.npz")
+    val_images, _, val_labels = load_packed(data_dir / "test2013.npz")
+    if tcfg.train_limit:
+        train_images, train_labels = (
+            train_images[: tcfg.train_limit],
+            train_labels[: tcfg.train_limit],
+        )
+    if tcfg.val_limit:
+        val_images, val_labels = val_images[: tcfg.val_limit], val_labels[: tcfg.val_limit]
+    train_split, dropped = encode_split(
+        train_images, train_labels, vocab, tcfg.max_label_len, device
+    )
+
+    model = build_model(params, vocab, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "elapsed_s": 0.0,
+        "best_exprate": -1.0,
+        "stale": 0,
+        "history": [],
+    }
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    init = params["train"].get("init") or ""
+    if resume and last_path.exists():
+        _, _, _, payload = load_checkpoint(last_path, device)
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        state = payload["train_state"]
+        log.info("resumed from %s at epoch %d", last_path, state["epoch"])
+    elif init:
+        init_model, init_vocab, _, _ = load_checkpoint(Path(init), device)
+        if init_vocab.tokens != vocab.tokens or init_model.cfg != model.cfg:
+            raise ValueError(f"{init} was built with another vocabulary or architecture")
+        model.load_state_dict(init_model.state_dict())
+        log.info("started from the weights of %s", init)
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    tracker = Tracker(out_dir, enabled=is_main, resume=resume and last_path.exists())
+    amp = tcfg.amp and device.type == "cuda"
+    generator = torch.Generator(device=device).manual_seed(seed + 1000 * rank + state["epoch"])
+    rng = random.Random(seed + state["epoch"])
+    lengths = train_split.lengths.cpu().numpy()
+    steps_per_epoch = math.ceil(len(lengths) / (tcfg.batch_size * world))
+    total_steps = steps_per_epoch * tcfg.epochs
+    budget_s = tcfg.max_minutes * 60
+    if is_main:
+        log.info(
+            "%s model, %.2f M parameters, %d training samples (%d too long, skipped), "
+            "%d validation, device %s x%d",
+            model.cfg.arch,
+            count_parameters(model) / 1e6,
+            len(lengths),
+            dropped,
+            len(val_labels),
+            device,
+            world,
+        )
+
+    def progress() -> float:
+        time_part = state["elapsed_s"] / budget_s if budget_s else 0.0
+        return max(state["step"] / max(total_steps, 1), time_part)
+
+    def validate_and_save() -> bool:
+        """Validate, checkpoint; True when training should stop early."""
+        if not is_main:
+            return False
+        tick()
+        predictions = recognize_arrays(model, val_images, vocab, device, amp=amp)
+        scores = score(zip(val_labels, predictions, strict=True)).to_dict()
+        improved = scores["exprate"] > state["best_exprate"]
+        state["stale"] = 0 if improved else state["stale"] + 1
+        state["best_exprate"] = max(state["best_exprate"], scores["exprate"])
+        record = {
+            "epoch": state["epoch"],
+            "step": state["step"],
+            "minutes": round(state["elapsed_s"] / 60, 2),
+            **{f"val_{k}": v for k, v in scores.items()},
+        }
+        state["history"].append(record)
+        tracker.log(
+            {
+                "val/exprate": scores["exprate"],
+                "val/le1": scores["le1"],
+                "val/le2": scores["le2"],
+                "val/token_accuracy": scores["token_accuracy"],
+            },
+            step=state["step"],
+        )
+        extra = {"metrics": record, "train_config": tcfg.to_dict()}
+        if improved:
+            save_checkpoint(best_path, model, vocab, pre, **extra)
+            if mirror is not None:
+                save_checkpoint(mirror / "best_fp16.pt", model, vocab, pre, half=True, **extra)
+        save_checkpoint(
+            last_path,
+            model,
+            vocab,
+            pre,
+            optimizer=optimizer.state_dict(),
+            train_state=state,
+            **extra,
+        )
+        log.info(
+            "epoch %d step %d: val ExpRate %.2f%% (best %.2f%%), %.1f min",
+            state["epoch"],
+            state["step"],
+            scores["exprate"],
+            state["best_exprate"],
+            state["elapsed_s"] / 60,
+        )
+        model.train()
+        return state["stale"] >= tcfg.patience
+
+    stop = False
+    last_val = time.monotonic()
+    clock_start, elapsed_before = time.monotonic(), state["elapsed_s"]
+
+    def tick() -> None:  # wall-clock time, validation included: budgets are wall-clock
+        state["elapsed_s"] = elapsed_before + time.monotonic() - clock_start
+
+    while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
+        model.train()
+        batches = length_bucketed_batches(lengths, tcfg.batch_size, rng)
+        batches = batches[rank::world][:steps_per_epoch]
+        bar = tqdm(
+            batches,
+            desc=f"epoch {state['epoch'] + 1}",
+            disable=not is_main,
+            unit="batch",
+            leave=False,
+        )
+        for batch in bar:
+            idx = torch.tensor(batch, device=device)
+            images = train_split.images[idx].float().div(255)[:, None]
+            if tcfg.augment:
+                images = augment(images, generator)
+            for group in optimizer.param_groups:
+                group["lr"] = tcfg.lr * lr_factor(progress(), state["step"], tcfg.warmup_steps)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, accuracy = teacher_forcing_loss(
+                    net,
+                    images,
+                    train_split.targets[idx],
+                    train_split.lengths[idx],
+                    vocab,
+                    tcfg,
+                    generator,
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            tick()
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}")
+            if state["step"] % 20 == 0:
+                tracker.log(
+                    {
+                        "train/loss": loss.item(),
+                        "train/token_accuracy": accuracy,
+                        "train/lr": optimizer.param_groups[0]["lr"],
+                    },
+                    step=state["step"],
+                )
+            if budget_s and state["elapsed_s"] >= budget_s:
+                break
+            if tcfg.val_every_minutes and time.monotonic() - last_val > tcfg.val_every_minutes * 60:
+                stop = _sync_stop(validate_and_save(), world, device)
+                last_val = time.monotonic()
+                if stop:
+                    break
+        else:
+            state["epoch"] += 1
+            if not tcfg.val_every_minutes:
+                stop = _sync_stop(validate_and_save(), world, device)
+    # The final state is always validated and saved, so a budget's end loses nothing.
+    validate_and_save()
+    tracker.close()
+    report = {
+        "epochs": state["epoch"],
+        "steps": state["step"],
+        "minutes": round(state["elapsed_s"] / 60, 2),
+        "best_val_exprate": state["best_exprate"],
+        "history": state["history"][-5:],
+        "parameters": count_parameters(model),
+        "device": str(device),
+        "world_size": world,
+    }
+    if is_main:
+        for folder in {out_dir, mirror or out_dir}:
+            (folder / "train_report.json").write_text(json.dumps(report, indent=2))
+        log.info("finished: %s", json.dumps({k: v for k, v in report.items() if k != "history"}))
+    if world > 1:
+        dist.destroy_process_group()
+    return report
+
+
+def _sync_stop(stop: bool, world: int, device: torch.device) -> bool:
+    """Rank 0 decides; every rank learns it (others wait here while rank 0 validates)."""
+    if world == 1:
+        return stop
+    flag = torch.tensor([int(stop)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--out", type=Path, default=Path("runs/train"))
+    parser.add_argument(
+        "--no-resume", action="store_true", help="start over even if last.pt exists"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="train.KEY=VALUE",
+        help="override a params.yaml value (e.g. train.preset=gpu)",
+    )
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        default=None,
+        help="also write each new best as fp16 weights here (a lent GPU's $OUT)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    params = yaml.safe_load(Path(args.params).read_text())
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        target = params.setdefault(section, {})
+        if section == "train" and name not in ("preset", "seed", "init"):
+            target = target.setdefault("overrides", {}) or {}
+            params["train"]["overrides"] = target
+        target[name] = yaml.safe_load(value)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train(params, args.data, args.out, resume=not args.no_resume, mirror=args.mirror)
+
+
+if __name__ == "__main__":
+    main()
