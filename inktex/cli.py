@@ -197,7 +197,19 @@ def run_predict(args: argparse.Namespace) -> int:
     return USER_ERROR if failed else 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_predict, add_evaluate, add_data]
+def add_models(subparsers: argparse._SubParsersAction) -> None:
+    # The registry talks to AWS: its code lives with the functions, boto3 loads on use.
+    from functions.common.registry_cli import add_models as add
+
+    add(subparsers)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_predict,
+    add_evaluate,
+    add_data,
+    add_models,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ def random_affine_grid(
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, device=device, generator=generator)
 
-    scale = uniform(0.7, 1.0)
+    scale = uniform(0.8, 1.0)
     aspect = uniform(0.9, 1.1)
     sx, sy = scale * aspect.sqrt(), scale / aspect.sqrt()
     angle = uniform(-4, 4) * math.pi / 180

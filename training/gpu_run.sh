@@ -34,5 +34,5 @@ python3 -m training.train --data "$DATA" --out /tmp/run --no-resume --mirror "$O
 cp /tmp/run/log.jsonl "$OUT/" 2>/dev/null || true
 
 echo "== score the best checkpoint on CROHME 2013 and 2014"
-python3 -m training.score_checkpoint "$OUT/best_fp16.pt" --data "$DATA" --beams 1 5 \
+python3 -m training.score_checkpoint "$OUT/best_fp16.pt" --data "$DATA" --beams ${BEAMS:-1 5} \
   --json "$OUT/scores.json"

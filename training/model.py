@@ -71,7 +71,7 @@ WIDTHS = {
 class _DenseLayer(nn.Module):
     """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, output concatenated to the input (DenseNet-B)."""
 
-    def __init__(self, channels: int, growth: int, dropout: float):
+    def __init__(self, channels: int, growth: int):
         super().__init__()
         self.body = nn.Sequential(
             nn.BatchNorm2d(channels),
@@ -80,7 +80,6 @@ class _DenseLayer(nn.Module):
             nn.BatchNorm2d(4 * growth),
             nn.ReLU(inplace=True),
             nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
-            nn.Dropout2d(dropout * 0.5),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +100,7 @@ class DenseEncoder(nn.Module):
         channels = cfg.stem
         for i, depth in enumerate(cfg.depths):
             for _ in range(depth):
-                layers.append(_DenseLayer(channels, cfg.growth, cfg.dropout))
+                layers.append(_DenseLayer(channels, cfg.growth))
                 channels += cfg.growth
             if i < len(cfg.depths) - 1:
                 out = channels // 2
@@ -154,7 +153,6 @@ class ResNetEncoder(nn.Module):
             net.layer2,
             net.layer3,
             net.layer4,
-            nn.Dropout2d(cfg.dropout * 0.5),
         )
         self.out_channels = width * 8
 
@@ -256,10 +254,15 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def init_weights(model: nn.Module) -> None:
-    """Kaiming for convolutions; the rest keeps PyTorch's defaults."""
-    for m in model.modules():
+def init_weights(model: Recognizer) -> None:
+    """Kaiming for the encoder's ReLU convolutions only.
+
+    The attention's convolutions keep PyTorch's fan-in defaults: Kaiming's fan-out rule on
+    the 1-channel energy convolution gives energies with a standard deviation near 16, a
+    one-hot softmax at the start, and an attention that never learns where to look.
+    """
+    for m in model.encoder.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=1 / math.sqrt(m.embedding_dim))
+    emb = model.decoder.embedding
+    nn.init.normal_(emb.weight, std=1 / math.sqrt(emb.embedding_dim))

@@ -27,7 +27,7 @@ class TrainConfig:
     val_every_minutes: float = 0.0  # 0 = validate once an epoch
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     grad_clip: float = 5.0
-    workers: int = 0
+    stop_at_exprate: float = 0.0  # stop once validation reaches it (0 = never): overfit tests
 
     def to_dict(self) -> dict:
         return asdict(self)

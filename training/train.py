@@ -213,7 +213,8 @@ def train(
     generator = torch.Generator(device=device).manual_seed(seed + 1000 * rank + state["epoch"])
     rng = random.Random(seed + state["epoch"])
     lengths = train_split.lengths.cpu().numpy()
-    steps_per_epoch = math.ceil(len(lengths) / (tcfg.batch_size * world))
+    # Every rank takes the same number of steps, or DDP's all-reduce would wait forever.
+    steps_per_epoch = max(1, math.ceil(len(lengths) / tcfg.batch_size) // world)
     total_steps = steps_per_epoch * tcfg.epochs
     budget_s = tcfg.max_minutes * 60
     if is_main:
@@ -282,7 +283,8 @@ def train(
             state["elapsed_s"] / 60,
         )
         model.train()
-        return state["stale"] >= tcfg.patience
+        reached = bool(tcfg.stop_at_exprate) and scores["exprate"] >= tcfg.stop_at_exprate
+        return state["stale"] >= tcfg.patience or reached
 
     stop = False
     last_val = time.monotonic()
@@ -294,7 +296,7 @@ def train(
     while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
         model.train()
         batches = length_bucketed_batches(lengths, tcfg.batch_size, rng)
-        batches = batches[rank::world][:steps_per_epoch]
+        batches = (batches * world)[rank::world][:steps_per_epoch]
         bar = tqdm(
             batches,
             desc=f"epoch {state['epoch'] + 1}",

@@ -1,0 +1,246 @@
+"""The HTTP API (API Gateway v2): recognition, the caller's history, uploads, models, health.
+
+Routes are small; the work is in `functions.common`. The JWT authorizer guards whole routes
+(template.yaml), so `POST /recognize` (anonymous) and `POST /predictions` (signed in) are
+separate routes over the same service function. Errors are JSON `{"message": reason}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from typing import Annotated, Literal
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+
+from functions.common import service, submissions, wiring
+from functions.common.models import ModelUnavailable
+from functions.common.store import ID_PATTERN
+from inktex.errors import InputError
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayHttpResolver(enable_validation=True)
+wiring.on_model_failure(
+    lambda version, reason: metrics.add_metric(
+        name="ModelLoadFailed", unit=MetricUnit.Count, value=1
+    )
+)
+
+PredictionId = Annotated[str, Path(pattern=ID_PATTERN, description="a prediction id")]
+UPLOAD_TYPES = Literal[
+    "image/png", "image/jpeg", "image/webp", "image/bmp", "application/inkml+xml"
+]
+
+
+class UploadRequest(BaseModel):
+    filename: str = Field(min_length=1, max_length=200, description="the photo's file name")
+    content_type: UPLOAD_TYPES = "image/jpeg"
+
+
+def _json(status: int, payload: dict | None) -> Response:
+    body = None if payload is None else json.dumps(payload)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _error(status: int, message: str) -> Response:
+    return _json(status, {"message": message})
+
+
+def _owner() -> str:
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    sub = claims.get("sub")
+    if not sub:
+        raise _Unauthorized("sign in first: this route needs a bearer token")
+    return sub
+
+
+def _groups() -> list[str]:
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    groups = claims.get("cognito:groups") or []
+    if isinstance(groups, str):  # HTTP APIs pass list claims as "[a b]"
+        groups = groups.strip("[]").replace(",", " ").split()
+    return list(groups)
+
+
+class _Unauthorized(InputError):
+    status = 401
+
+
+class _Forbidden(InputError):
+    status = 403
+
+
+def _submission() -> submissions.Submission:
+    event = app.current_event
+    raw = event.get("body") or ""
+    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+    return submissions.from_http(body, event.headers.get("content-type"))
+
+
+def _public(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "owner"}
+
+
+def _recognize(owner: str | None, source: str) -> dict:
+    services = wiring.services()
+    submission = _submission()  # refuse bad input before touching the model
+    record = service.create_prediction(
+        submission, owner, services.models.get(), services.store, source=source
+    )
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="RecognitionLatency", unit=MetricUnit.Milliseconds, value=record["latency_ms"]
+    )
+    logger.info("recognised", extra={"id": record["id"], "model_version": record["model_version"]})
+    return record
+
+
+@app.post("/recognize", summary="Recognise handwriting without signing in (kept in no history)")
+def recognize():
+    return _json(200, _public(_recognize(None, "recognize")))
+
+
+@app.post("/predictions", summary="Recognise handwriting and record it in the caller's history")
+def create_prediction():
+    return _json(201, _public(_recognize(_owner(), "api")))
+
+
+@app.get("/predictions", summary="The caller's history, newest first")
+def list_predictions(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+):
+    items, next_cursor = wiring.services().store.list_records(_owner(), limit, cursor)
+    return _json(200, {"items": [_public(r) for r in items], "next_cursor": next_cursor})
+
+
+@app.get("/predictions/<prediction_id>", summary="One prediction of the caller's")
+def get_prediction(prediction_id: PredictionId):
+    return _json(200, _public(wiring.services().store.get_record(_owner(), prediction_id)))
+
+
+@app.get("/predictions/<prediction_id>/input", summary="A prediction's input (ink as a PNG)")
+def get_prediction_input(
+    prediction_id: PredictionId,
+    original: Annotated[bool, Query(description="the stored strokes/InkML, not a PNG")] = False,
+):
+    store = wiring.services().store
+    record = store.get_record(_owner(), prediction_id)
+    data, content_type = store.get_input(record)
+    kind = record.get("input_kind", "image")
+    if kind != "image" and not original:
+        ext = {"strokes": ".json", "inkml": ".inkml"}[kind]
+        submission = submissions.Submission(kind, data, content_type, ext)
+        data, content_type = submissions.input_png(submission), "image/png"
+    return Response(status_code=200, content_type=content_type, body=data)
+
+
+@app.delete("/predictions/<prediction_id>", summary="Erase a prediction and its input")
+def delete_prediction(prediction_id: PredictionId):
+    wiring.services().store.delete(_owner(), prediction_id)
+    return Response(status_code=204)
+
+
+@app.post("/uploads", summary="A presigned PUT URL for a large photo; the drop function predicts")
+def create_upload(upload: UploadRequest):
+    services = wiring.services()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", upload.filename).strip("._") or "upload"
+    key = f"uploads/{_owner()}/{secrets.token_hex(8)}-{name}"
+    expires = services.settings.upload_url_expiry_s
+    url = services.s3.generate_presigned_url(
+        "put_object",
+        Params={
+            "Bucket": services.settings.data_bucket,
+            "Key": key,
+            "ContentType": upload.content_type,
+        },
+        ExpiresIn=expires,
+    )
+    headers = {"Content-Type": upload.content_type}
+    return _json(
+        201, {"method": "PUT", "url": url, "key": key, "headers": headers, "expires_in": expires}
+    )
+
+
+@app.post("/feedback", summary="A correction of a prediction (completed by the feedback loop)")
+def create_feedback():
+    _owner()
+    return _error(501, "feedback is not accepted yet: the feedback loop (issue 8) adds it")
+
+
+@app.get("/models", summary="The production model's version and metrics")
+def get_models():
+    services = wiring.services()
+    production = services.registry.alias("production")
+    version = production.version
+    body = {
+        "production": {
+            "version": version or None,
+            "since": production.moved_at or None,
+            "metrics": services.registry.metrics(version) if version else {},
+        },
+        "loaded_version": services.models.loaded_version,
+    }
+    return _json(200, body)
+
+
+@app.get("/models/registry", summary="The registry's aliases, their history and packages")
+def get_registry():
+    _owner()
+    services = wiring.services()
+    if services.settings.operators_group not in _groups():
+        raise _Forbidden(f"only the {services.settings.operators_group} group sees the registry")
+    return _json(200, services.registry.describe())
+
+
+@app.get("/health", summary="Liveness: answers without loading a model")
+def health():
+    return _json(200, {"status": "ok", "loaded_version": wiring.services().models.loaded_version})
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi():
+    schema = app.get_openapi_json_schema(title="InkTeX", version="1", description=__doc__)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=schema)
+
+
+@app.exception_handler(InputError)
+def input_error(exc: InputError) -> Response:
+    logger.info("refused", extra={"reason": str(exc), "status": exc.status})
+    return _error(exc.status, str(exc))
+
+
+@app.exception_handler(ModelUnavailable)
+def model_unavailable(exc: ModelUnavailable) -> Response:
+    metrics.add_metric(name="ModelUnavailable", unit=MetricUnit.Count, value=1)
+    return _error(503, str(exc))
+
+
+@app.exception_handler(RequestValidationError)
+def validation_error(exc: RequestValidationError) -> Response:
+    reasons = [
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+        for err in exc.errors()
+    ]
+    return _error(422, "; ".join(reasons) or "the request is invalid")
+
+
+@app.not_found
+def route_not_found(exc: Exception) -> Response:
+    return _error(404, f"no route {app.current_event.http_method} {app.current_event.path}")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,169 @@
+"""Prediction records and their inputs in the data bucket.
+
+Key layout (one prefix per kind, so S3 notifications and IAM can tell them apart):
+- `uploads/<owner>/<name>`: photos dropped into S3 (presigned PUTs); these trigger the drop
+  function, nothing else does;
+- `inputs/<owner>/<id>.<ext>`: what the API received (image, strokes JSON, InkML);
+- `predictions/<owner>/<id>.json`: one record per prediction;
+- `feedback/`: corrections (the feedback loop's).
+`<owner>` is the JWT subject, or `_anonymous` for `POST /recognize` and ownerless drops.
+
+A prediction id starts with the *reversed* creation time in milliseconds (13 digits), then
+24 random (or, for drops, content-derived) hex digits. S3 lists keys in ascending order, so
+listing `predictions/<owner>/` gives that user's history newest first without reading anyone
+else's, and the random part makes an id unguessable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+
+from botocore.exceptions import ClientError
+
+from inktex.errors import InputError
+
+ANONYMOUS = "_anonymous"
+_MAX_MS = 10**13 - 1  # reversed timestamps stay 13 digits until the year 2286
+ID_PATTERN = r"^[0-9]{13}-[0-9a-f]{24}$"
+_ID = re.compile(ID_PATTERN)
+_OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}$")
+
+
+class NotFound(InputError):
+    status = 404
+
+
+def check_owner(owner: str | None) -> str:
+    """The key segment for an owner; refuses anything that could escape its prefix."""
+    if owner is None:
+        return ANONYMOUS
+    if not _OWNER.match(owner):
+        raise InputError(f"owner id {owner!r} cannot be used in a key")
+    return owner
+
+
+def prediction_id(created: datetime, suffix: str | None = None) -> str:
+    reversed_ms = _MAX_MS - int(created.timestamp() * 1000)
+    return f"{reversed_ms:013d}-{suffix or secrets.token_hex(12)}"
+
+
+def is_prediction_id(text: str) -> bool:
+    return bool(_ID.match(text))
+
+
+def record_key(owner: str | None, pid: str) -> str:
+    return f"predictions/{check_owner(owner)}/{pid}.json"
+
+
+def input_key(owner: str | None, pid: str, ext: str) -> str:
+    return f"inputs/{check_owner(owner)}/{pid}{ext}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PredictionStore:
+    def __init__(self, s3, bucket: str):
+        self.s3, self.bucket = s3, bucket
+
+    def put_input(self, key: str, data: bytes, content_type: str) -> str:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        return key
+
+    def put_record(self, record: dict, only_if_new: bool = False) -> bool:
+        """Write a record; with `only_if_new`, False when one exists already (a duplicate)."""
+        extra = {"IfNoneMatch": "*"} if only_if_new else {}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=record_key(record["owner"], record["id"]),
+                Body=json.dumps(record).encode(),
+                ContentType="application/json",
+                **extra,
+            )
+        except ClientError as exc:
+            if only_if_new and exc.response["Error"]["Code"] in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
+        return True
+
+    def exists(self, owner: str | None, pid: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=record_key(owner, pid))
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
+
+    def get_record(self, owner: str | None, pid: str) -> dict:
+        if not is_prediction_id(pid):
+            raise NotFound(f"no prediction {pid!r}: ids look like 8234567890123-<24 hex digits>")
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=record_key(owner, pid))["Body"]
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotFound(f"no prediction {pid} in your history") from exc
+            raise
+        return json.loads(body.read())
+
+    def list_records(
+        self, owner: str | None, limit: int = 20, after: str | None = None
+    ) -> tuple[list[dict], str | None]:
+        """One page of an owner's records, newest first, and the cursor for the next page."""
+        prefix = f"predictions/{check_owner(owner)}/"
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if after:
+            if not is_prediction_id(after):
+                raise InputError("the cursor is not one this API gave out: start again without it")
+            kwargs["StartAfter"] = f"{prefix}{after}.json"
+        page = self.s3.list_objects_v2(**kwargs)
+        records = []
+        for obj in page.get("Contents", []):
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"]
+            except ClientError as exc:
+                if _missing(exc):
+                    continue  # deleted between the listing and the read
+                raise
+            records.append(json.loads(body.read()))
+        cursor = records[-1]["id"] if records and page.get("IsTruncated") else None
+        return records, cursor
+
+    def get_input(self, record: dict) -> tuple[bytes, str]:
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=record["input_key"])
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotFound(f"the input of prediction {record['id']} is gone") from exc
+            raise
+        return obj["Body"].read(), obj.get("ContentType", "application/octet-stream")
+
+    def delete(self, owner: str | None, pid: str) -> None:
+        """Erase a record and its input, every version (the buckets are versioned)."""
+        record = self.get_record(owner, pid)
+        keys = [record_key(owner, pid)]
+        if record.get("input_key", "").startswith((f"inputs/{owner}/", f"uploads/{owner}/")):
+            keys.append(record["input_key"])
+        for key in keys:
+            self._erase(key)
+
+    def _erase(self, key: str) -> None:
+        pages = self.s3.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=key
+        )
+        for page in pages:
+            for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                if entry["Key"] == key:
+                    self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=entry["VersionId"])
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The SAM checks CI runs: `sam validate --lint`, `sam build` (zip, no Docker), then, for every
+# built function: under Lambda's 250 MB unzipped limit, no torch, and wheels whose manylinux
+# glibc the function's runtime provides.
+#
+# The SAM CLI lives in its own virtual environment (.venv-sam): it pins click, which dvc
+# upgrades, so it cannot share .venv.
+#   infra/sam_checks.sh                  # all checks
+#   STRICT_GLIBC=1 infra/sam_checks.sh   # a wheel too new for the runtime fails (deploys do)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SAM_VERSION=1.170.0
+LIMIT_BYTES=$((250 * 1024 * 1024))
+export SAM_CLI_TELEMETRY=0
+
+if ! .venv-sam/bin/sam --version 2>/dev/null | grep -q "$SAM_VERSION"; then
+  python3 -m venv .venv-sam
+  .venv-sam/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_VERSION"
+fi
+SAM=.venv-sam/bin/sam
+
+echo "== sam validate --lint"
+$SAM validate --lint
+
+echo "== sam build"
+rm -rf .aws-sam/build
+$SAM build --build-in-source 2>&1 | grep -v "^WARNING: Location" || { echo "sam build failed"; exit 1; }
+
+echo "== built functions"
+python3 - "$LIMIT_BYTES" "${STRICT_GLIBC:-0}" <<'PY'
+import re
+import sys
+from pathlib import Path
+
+import yaml  # noqa: F401  (only to fail early if the system python lacks it)
+
+limit, strict = int(sys.argv[1]), sys.argv[2] == "1"
+# The C library of each Lambda Python runtime's OS (Amazon Linux 2 / 2023).
+RUNTIME_GLIBC = {"python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2, 34)}
+
+built = Path(".aws-sam/build")
+template = (built / "template.yaml").read_text()
+runtime = re.search(r"Runtime:\s*(python3\.\d+)", template).group(1)
+glibc = RUNTIME_GLIBC[runtime]
+failed = False
+functions = sorted(p for p in built.iterdir() if p.is_dir())
+if not functions:
+    sys.exit("no built functions under .aws-sam/build")
+for fn in functions:
+    files = [p for p in fn.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    torch = sorted({p.relative_to(fn).parts[0] for p in files if re.match(r"torch", p.relative_to(fn).parts[0])})
+    too_new = []
+    for wheel in fn.glob("*.dist-info/WHEEL"):
+        tags = [tuple(map(int, t)) for t in re.findall(r"manylinux_(\d+)_(\d+)", wheel.read_text())]
+        if tags and min(tags) > glibc:
+            too_new.append(f"{wheel.parent.name} (glibc {'.'.join(map(str, min(tags)))})")
+    status = "ok"
+    if size >= limit:
+        status, failed = f"TOO LARGE (limit {limit / 2**20:.0f} MB)", True
+    if torch:
+        status, failed = f"HOLDS TORCH: {torch}", True
+    print(f"{fn.name:32s} {size / 2**20:7.1f} MB unzipped  {len(files):5d} files  {status}")
+    if too_new:
+        level = "ERROR" if strict else "WARNING"
+        failed = failed or strict
+        print(f"  {level}: {runtime} runs on glibc {glibc[0]}.{glibc[1]}, but these wheels need more:")
+        for line in too_new:
+            print(f"    {line}")
+sys.exit(1 if failed else 0)
+PY
+echo "sam checks passed"

@@ -1,0 +1,40 @@
+"""Helpers for the functions' tests: the handlers' environment, sample events, fixtures' data.
+
+A module with its own name (not `conftest`), so test modules import it without clashing
+with tests/conftest.py, which other test modules import as `conftest`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+# The handlers' environment, as template.yaml sets it; set before any handler is imported.
+ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "DATA_BUCKET": "inktex-data-dev-123456789012-us-east-1",
+    "MODEL_BUCKET": "inktex-models-dev-123456789012-us-east-1",
+    "ALIAS_PARAMETER_PREFIX": "/inktex/dev/aliases",
+    "ALIAS_MAX_AGE_S": "30",
+    "POWERTOOLS_METRICS_NAMESPACE": "InkTeX",
+    "POWERTOOLS_SERVICE_NAME": "inktex-test",
+}
+for _key, _value in ENV.items():
+    os.environ.setdefault(_key, _value)
+os.environ.pop("AWS_ENDPOINT_URL", None)  # tests talk to moto in process, never to a server
+
+REPO = Path(__file__).resolve().parents[3]
+EVENTS = REPO / "events"
+TINY_MODEL = REPO / "tests" / "fixtures" / "tiny_model"
+TINY_VERSION = json.loads((TINY_MODEL / "manifest.json").read_text())["version"]
+INKML = REPO / "tests" / "fixtures" / "inkml"
+
+
+def load_event(name: str) -> dict:
+    """A sample event from events/ (a fresh copy: tests may edit it)."""
+    return copy.deepcopy(json.loads((EVENTS / name).read_text()))

@@ -1,0 +1,38 @@
+"""Key layout and records: newest first per owner, owners kept apart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from functions.common.store import PredictionStore, check_owner, prediction_id, record_key
+from inktex.errors import InputError
+
+
+def test_ids_sort_newest_first_and_are_unguessable():
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    ids = [prediction_id(t0 + timedelta(milliseconds=i)) for i in range(5)]
+    assert sorted(ids) == ids[::-1]
+    assert len({prediction_id(t0)[14:] for _ in range(50)}) == 50
+
+
+@pytest.mark.parametrize("owner", ["../x", "a/b", "", "_anonymous", "x" * 200, "a b"])
+def test_owner_ids_cannot_escape_their_prefix(owner):
+    with pytest.raises(InputError):
+        check_owner(owner)
+
+
+def test_anonymous_records_live_apart():
+    assert record_key(None, "1-2").startswith("predictions/_anonymous/")
+
+
+def test_listing_reads_only_the_owners_prefix(aws):
+    store = PredictionStore(aws.s3, aws.data_bucket)
+    now = datetime.now(UTC)
+    for owner in ("alice", "alicia", "bob"):
+        store.put_record({"id": prediction_id(now), "owner": owner})
+    records, cursor = store.list_records("alice")
+    assert [r["owner"] for r in records] == ["alice"] and cursor is None
+    with pytest.raises(InputError, match="cursor"):
+        store.list_records("alice", after="garbage")

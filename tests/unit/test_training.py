@@ -1,0 +1,91 @@
+"""Training on real CROHME images (the committed fixtures): overfitting, resuming, two
+processes under gloo, and an export that proves itself against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch", reason="needs the training extra") if not os.environ.get(
+    "CI") else __import__("torch")
+
+from inktex.preprocess import PreprocessConfig  # noqa: E402
+from training.prepare import load_packed, prepare  # noqa: E402
+from training.train import train  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(fixtures: Path, tmp_path_factory) -> Path:
+    """The five fixture images as both the training and the validation split, packed."""
+    corpus = tmp_path_factory.mktemp("corpus")
+    for split in ("train", "test2013"):
+        shutil.copy(fixtures / "inkml" / "labels.tsv", corpus / f"{split}.tsv")
+        shutil.copytree(fixtures / "inkml", corpus / split)
+    out = tmp_path_factory.mktemp("prepared")
+    report = prepare(corpus, out, PreprocessConfig(), splits=("train", "test2013"))
+    assert report["train"] == {"samples": 5, "skipped": 0}
+    return out
+
+
+def params(arch: str, **overrides) -> dict:
+    return {"model": {"arch": arch, "width": "tiny"},
+            "train": {"preset": "tiny", "seed": 0, "overrides": overrides}}
+
+
+@pytest.mark.parametrize("arch", ["dense", "seed"])
+def test_each_architecture_overfits_a_handful_of_real_images(arch, tiny_data, tmp_path):
+    report = train(params(arch, epochs=300, lr=0.01, weight_decay=0.0, patience=1000,
+                          train_limit=0, val_limit=0, stop_at_exprate=100.0),
+                   tiny_data, tmp_path, resume=False)
+    assert report["best_val_exprate"] == 100.0, report["history"]
+    assert (tmp_path / "best.pt").is_file()
+
+
+def test_training_resumes_where_it_stopped(tiny_data, tmp_path):
+    first = train(params("dense", epochs=2), tiny_data, tmp_path, resume=False)
+    assert first["epochs"] == 2
+    second = train(params("dense", epochs=4), tiny_data, tmp_path, resume=True)
+    assert second["epochs"] == 4
+    assert second["steps"] == 2 * first["steps"]
+
+
+def test_two_processes_train_with_gloo(tiny_data, tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params("dense", epochs=2)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "training.train", "--params", str(tmp_path / "params.yaml"), "--data",
+         str(tiny_data), "--out", str(tmp_path / "run"), "--no-resume"],
+        check=True, env=env, cwd=ROOT, timeout=300)
+    report = json.loads((tmp_path / "run" / "train_report.json").read_text())
+    assert report["world_size"] == 2
+    assert report["epochs"] == 2
+
+
+def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
+    from inktex.runtime import OnnxRecognizer
+    from model_export.export import export_package
+    from training.checkpoint import load_checkpoint
+    from training.decoding import recognize_arrays
+
+    train(params("dense", epochs=30, lr=0.01), tiny_data, tmp_path, resume=False)
+    images, _, _ = load_packed(tiny_data / "test2013.npz")
+    samples = images.astype(np.float32) / 255
+    package = export_package(tmp_path / "best.pt", tmp_path / "package", samples)
+    model, vocab, _, _ = load_checkpoint(tmp_path / "best.pt")
+    torch_tokens = recognize_arrays(model, images, vocab, torch.device("cpu"))
+    onnx = OnnxRecognizer(package)
+    assert [r.tokens for r in onnx.recognize_inputs(list(samples), beam=1)] == torch_tokens
+    manifest = json.loads((tmp_path / "package" / "manifest.json").read_text())
+    assert manifest["version"] == package.version == onnx.version
