@@ -43,7 +43,13 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "with --metrics, to a flat JSON; --report writes worst cases, token confusions and "
         "ExpRate by length as JSON, or as Markdown for a .md path.",
     )
-    p.add_argument("--labels", type=Path, metavar="FILE.tsv", required=True, help="the label TSV")
+    labels = p.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", type=Path, metavar="FILE.tsv", help="the label TSV")
+    labels.add_argument(
+        "--split",
+        metavar="NAME",
+        help="a CROHME split by name (test2013, test2014) from INKTEX_DATA",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--predictions", type=Path, metavar="FILE.tsv", help="a predictions TSV (<name>\\t<latex>)"
@@ -81,11 +87,17 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         default=16,
         help="images per model call (16)",
     )
+    p.add_argument(
+        "--limit", type=int, metavar="N", default=0, help="score the first N labels only (0: all)"
+    )
     p.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.split:
+        args.labels = crohme_root() / f"{args.split}.tsv"
     references, problems = ev.load_references(args.labels)
+    references = references[: args.limit or None]
     if args.model is not None:
         images = args.images or args.labels.with_suffix("")
         if not images.is_dir():
