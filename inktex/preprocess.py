@@ -24,8 +24,8 @@ ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 class PreprocessConfig:
     """Settings that travel with a model package; loading a package restores them."""
 
-    height: int = 128
-    width: int = 320
+    height: int = 96
+    width: int = 256
     margin: int = 4  # pixels of background kept around the fitted ink
     ink_threshold: float = 0.15  # an ink-map value above this counts as ink when cropping
 

@@ -50,7 +50,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu"):
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     )
-    model.eval()
+    model.to(map_location).eval()
     return (
         model,
         Vocabulary(payload["vocab"]),

@@ -25,9 +25,9 @@ from torch import nn
 class ModelConfig:
     vocab_size: int
     arch: str = "dense"  # dense | seed
-    growth: int = 24  # dense: channels each layer adds
-    depths: tuple[int, ...] = (6, 12, 12)  # dense: bottleneck layers per block
-    stem: int = 48  # dense: channels of the first convolution
+    growth: int = 16  # dense: channels each layer adds
+    depths: tuple[int, ...] = (4, 8, 8)  # dense: bottleneck layers per block
+    stem: int = 32  # dense: channels of the first convolution
     resnet_width: int = 64  # seed: channels of ResNet-18's first stage (64 is the original)
     embed: int = 256
     hidden: int = 256

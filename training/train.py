@@ -327,7 +327,7 @@ def train(
             optimizer.step()
             state["step"] += 1
             tick()
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}", refresh=False)
             if state["step"] % 20 == 0:
                 tracker.log(
                     {

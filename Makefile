@@ -1,0 +1,60 @@
+# Entry points. `make run` starts InkTeX; `make test` installs and runs every test (CI runs it).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install install-serve run test lint unit pipeline-tiny sam-checks bench verify gpu-data clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch from this machine's disk first, so nothing resolves it to another build
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[serve,train,dev]'
+	touch $@
+
+install: $(BIN)/.installed web/node_modules/.installed
+
+# Serving only (no torch): what a Lambda or `inktex predict` needs.
+install-serve:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[serve]'
+
+web/node_modules/.installed: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: install
+	inktex predict tests/fixtures/inkml/518_em_425.png tests/fixtures/inkml/RIT_2014_19.inkml
+
+lint: install
+	ruff check .
+	ruff format --check .
+
+unit: install
+	pytest
+
+# The pipeline's stages at tiny size, in a temporary DVC experiment workspace.
+pipeline-tiny: install
+	dvc exp run --temp -S prepare.limit=12 -S model.width=tiny -S train.preset=tiny \
+	  -S evaluate.limit=6
+
+sam-checks:
+	bash infra/sam_checks.sh
+
+test: lint unit pipeline-tiny sam-checks
+
+bench: install
+	python -m model_export.bench
+
+verify: install
+	python -m model_export.bench --full --gates
+
+# Packs the prepared data for a lent GPU machine (see training/gpu_run.sh).
+gpu-data:
+	python -m training.prepare --out .gpu/prepared
+
+clean:
+	rm -rf $(VENV) .venv-sam web/node_modules .aws-sam
