@@ -15,8 +15,9 @@ HANDLERS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "functions").glob("*
 
 def _imported_after(statement: str) -> set[str]:
     code = f"{statement}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     return set(out.stdout.split())
 
 
@@ -29,14 +30,19 @@ def test_importing_the_core_and_runtime_never_imports_torch():
 def test_the_core_imports_no_aws_or_powertools():
     core = [m for m in CORE if m not in ("inktex.runtime",)]
     modules = _imported_after("; ".join(f"import {m}" for m in sorted(core)))
-    assert not {m for m in modules if m.split(".")[0] in ("boto3", "botocore",
-                                                          "aws_lambda_powertools", "torch")}
+    assert not {
+        m
+        for m in modules
+        if m.split(".")[0] in ("boto3", "botocore", "aws_lambda_powertools", "torch")
+    }
 
 
 def test_no_function_handler_imports_torch():
     for handler in HANDLERS:
-        statement = (f"import importlib.util, sys; sys.path.insert(0, {str(ROOT)!r}); "
-                     f"spec = importlib.util.spec_from_file_location('h', {handler!r}); "
-                     "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)")
+        statement = (
+            f"import importlib.util, sys; sys.path.insert(0, {str(ROOT)!r}); "
+            f"spec = importlib.util.spec_from_file_location('h', {handler!r}); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)"
+        )
         modules = _imported_after(statement)
         assert "torch" not in modules, handler

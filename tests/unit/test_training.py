@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch", reason="needs the training extra") if not os.environ.get(
-    "CI") else __import__("torch")
+torch = (
+    pytest.importorskip("torch", reason="needs the training extra")
+    if not os.environ.get("CI")
+    else __import__("torch")
+)
 
 from inktex.preprocess import PreprocessConfig  # noqa: E402
 from training.prepare import load_packed, prepare  # noqa: E402
@@ -39,15 +42,29 @@ def tiny_data(fixtures: Path, tmp_path_factory) -> Path:
 
 
 def params(arch: str, **overrides) -> dict:
-    return {"model": {"arch": arch, "width": "tiny"},
-            "train": {"preset": "tiny", "seed": 0, "overrides": overrides}}
+    return {
+        "model": {"arch": arch, "width": "tiny"},
+        "train": {"preset": "tiny", "seed": 0, "overrides": overrides},
+    }
 
 
 @pytest.mark.parametrize("arch", ["dense", "seed"])
 def test_each_architecture_overfits_a_handful_of_real_images(arch, tiny_data, tmp_path):
-    report = train(params(arch, epochs=300, lr=0.01, weight_decay=0.0, patience=1000,
-                          train_limit=0, val_limit=0, stop_at_exprate=100.0),
-                   tiny_data, tmp_path, resume=False)
+    report = train(
+        params(
+            arch,
+            epochs=300,
+            lr=0.01,
+            weight_decay=0.0,
+            patience=1000,
+            train_limit=0,
+            val_limit=0,
+            stop_at_exprate=100.0,
+        ),
+        tiny_data,
+        tmp_path,
+        resume=False,
+    )
     assert report["best_val_exprate"] == 100.0, report["history"]
     assert (tmp_path / "best.pt").is_file()
 
@@ -64,10 +81,27 @@ def test_two_processes_train_with_gloo(tiny_data, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params("dense", epochs=2)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "training.train", "--params", str(tmp_path / "params.yaml"), "--data",
-         str(tiny_data), "--out", str(tmp_path / "run"), "--no-resume"],
-        check=True, env=env, cwd=ROOT, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "training.train",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-resume",
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     report = json.loads((tmp_path / "run" / "train_report.json").read_text())
     assert report["world_size"] == 2
     assert report["epochs"] == 2
