@@ -26,8 +26,9 @@ web/node_modules/.installed: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The whole system on this machine: AWS emulator, API gateway with the web UI, the model.
 run: install
-	inktex predict tests/fixtures/inkml/518_em_425.png tests/fixtures/inkml/RIT_2014_19.inkml
+	inktex up
 
 lint: install
 	ruff check .

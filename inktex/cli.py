@@ -216,11 +216,20 @@ def add_models(subparsers: argparse._SubParsersAction) -> None:
     add(subparsers)
 
 
+def add_local_stack(subparsers: argparse._SubParsersAction) -> None:
+    # `up`, `down`, `status`, `info`, `logs`, `token`: the local stack (functions/local).
+    from functions.local.cli import COMMANDS as local_commands
+
+    for add in local_commands:
+        add(subparsers)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_predict,
     add_evaluate,
     add_data,
     add_models,
+    add_local_stack,
 ]
 
 

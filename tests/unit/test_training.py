@@ -123,3 +123,25 @@ def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
     assert [r.tokens for r in onnx.recognize_inputs(list(samples), beam=1)] == torch_tokens
     manifest = json.loads((tmp_path / "package" / "manifest.json").read_text())
     assert manifest["version"] == package.version == onnx.version
+
+
+def test_evaluate_runs_a_pytorch_checkpoint(tiny_data, fixtures, tmp_path, capsys):
+    from inktex.cli import main
+
+    train(params("dense", epochs=2), tiny_data, tmp_path, resume=False)
+    metrics = tmp_path / "metrics.json"
+    code = main(
+        [
+            "evaluate",
+            "--labels",
+            str(fixtures / "inkml" / "labels.tsv"),
+            "--images",
+            str(fixtures / "inkml"),
+            "--model",
+            str(tmp_path / "best.pt"),
+            "--metrics",
+            str(metrics),
+        ]
+    )
+    assert code == 0
+    assert json.loads(metrics.read_text())["count"] == 5

@@ -1,0 +1,353 @@
+"""`inktex up | down | status | info | logs | token`: the local stack from the shell.
+
+Module scope imports only the standard library, so `inktex` starts fast and the core's
+no-AWS test holds; the stack's code loads when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    from functions.local.stack import default_state_dir
+
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def _add_state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where the stack keeps its state, keys and logs "
+        "(default: $INKTEX_LOCAL_STATE, else ~/.local/state/inktex/local)",
+    )
+
+
+def add_up(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "up",
+        help="start the local stack (AWS emulator, API, functions, web UI)",
+        description="Starts the whole system on this machine from template.yaml: moto on "
+        "--aws-port, the HTTP API (and web UI, and local sign-in) on --api-port, the bundled "
+        "model registered as production. Runs in the foreground until Ctrl-C or `inktex down`; "
+        "state is snapshotted on the way down and restored on the next `inktex up`.",
+    )
+    p.add_argument("--host", default=os.environ.get("INKTEX_LOCAL_HOST", "127.0.0.1"))
+    p.add_argument(
+        "--aws-port", type=int, default=int(os.environ.get("INKTEX_LOCAL_AWS_PORT", "4566"))
+    )
+    p.add_argument(
+        "--api-port", type=int, default=int(os.environ.get("INKTEX_LOCAL_API_PORT", "3000"))
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="the model package to register (default: $INKTEX_MODEL, else models/release)",
+    )
+    p.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as `sam deploy --parameter-overrides` takes them",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard the saved state first")
+    p.add_argument(
+        "--detach", action="store_true", help="start in the background and return when ready"
+    )
+    _add_state_dir(p)
+    p.set_defaults(handler=run_up)
+
+
+def _settings(args: argparse.Namespace):
+    from functions.local.stack import LocalSettings
+
+    overrides = dict(kv.split("=", 1) for kv in args.parameter_overrides)
+    return LocalSettings(
+        host=args.host,
+        aws_port=args.aws_port,
+        api_port=args.api_port,
+        state_dir=_state_dir(args),
+        model=args.model,
+        parameter_overrides=overrides,
+    )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from functions.local.stack import LocalStack, LocalStackError, running_info
+
+    state_dir = _state_dir(args)
+    if (info := running_info(state_dir)) is not None:
+        raise LocalStackError(
+            f"a stack is already up with {state_dir} (pid {info['pid']}, {info['api_url']}): "
+            "`inktex down` first"
+        )
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(state_dir / "snapshot", ignore_errors=True)
+    if args.detach:
+        return _detach(args, state_dir)
+    stack = LocalStack(_settings(args))
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        info = stack.start()
+    except BaseException:
+        stack.stop(snapshot=False)
+        raise
+    _print_summary(info)
+    print("Ctrl-C or `inktex down` stops it (and keeps its state).", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    print("stopping: saving state ...", flush=True)
+    stack.stop(snapshot=True)
+    print("stopped.", flush=True)
+    return 0
+
+
+def _detach(args: argparse.Namespace, state_dir: Path) -> int:
+    from functions.local.stack import LocalStackError, running_info
+
+    argv = [a for a in sys.argv[1:] if a not in ("--detach", "--fresh")]
+    if not argv or argv[0] != "up":  # called as a function (tests): rebuild the arguments
+        argv = [
+            "up",
+            "--host",
+            args.host,
+            "--aws-port",
+            str(args.aws_port),
+            "--api-port",
+            str(args.api_port),
+            "--state-dir",
+            str(state_dir),
+        ]
+        if args.model:
+            argv += ["--model", str(args.model)]
+        if args.parameter_overrides:
+            argv += ["--parameter-overrides", *args.parameter_overrides]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "stack.log"
+    # Started through a short-lived launcher, so the stack is nobody's child: it outlives
+    # this command and no one has to wait for it.
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(log_path), sys.executable, "-m", "inktex.cli", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(launched.stdout.strip())
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        info = running_info(state_dir)
+        if info is not None and info["pid"] == pid:
+            _print_summary(info)
+            print(f"running in the background (pid {pid}, log {log_path}); `inktex down` stops it.")
+            return 0
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise LocalStackError("the stack did not start:\n" + "\n".join(tail)) from None
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    raise LocalStackError(f"the stack did not start within 180 s: see {log_path}")
+
+
+_LAUNCHER = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    child = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+print(child.pid, flush=True)
+child.returncode = 0  # not ours to wait for: it is the stack, and it runs on
+"""
+
+
+def _print_summary(info: dict) -> None:
+    r = info["resources"]
+    print(f"InkTeX local stack is up (pid {info['pid']})")
+    print(f"  API and web UI   {info['api_url']}")
+    print(f"  sign-in          {info['auth']['authorize_url']}")
+    print(f"  AWS emulator     {info['aws_endpoint']}  (AWS_ENDPOINT_URL)")
+    print(f"  data bucket      {r.get('DataBucketName')}")
+    print(f"  model bucket     {r.get('ModelBucketName')}")
+    print(f"  DVC bucket       {r.get('DvcBucketName')}")
+    test = "  (THE TEST MODEL: not a real result)" if info["model"]["test_model"] else ""
+    print(f"  model            {info['model']['version']}{test}")
+    print(f"  state            {info['state_dir']}")
+    print(
+        f"Try: curl -s -X POST --data-binary @tests/fixtures/inkml/518_em_425.png "
+        f"-H 'content-type: image/png' {info['api_url']}/recognize",
+        flush=True,
+    )
+
+
+def add_down(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "down", help="stop the local stack, keeping its state for the next `inktex up`"
+    )
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait (60)")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_down)
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from functions.local.stack import LocalStackError, running_info
+
+    state_dir = _state_dir(args)
+    info = running_info(state_dir)
+    if info is None:
+        print(f"no local stack is up with {state_dir}")
+        return 0
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + args.timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            print(f"stopped (state kept in {state_dir})")
+            return 0
+        time.sleep(0.1)
+    raise LocalStackError(f"the stack (pid {pid}) did not stop within {args.timeout:.0f} s")
+
+
+def add_status(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("status", help="is the local stack up, and where")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from functions.local.stack import running_info
+
+    info = running_info(_state_dir(args))
+    if info is None:
+        print("down")
+        return 1
+    try:
+        with urllib.request.urlopen(f"{info['api_url']}/health", timeout=5) as response:
+            health = json.loads(response.read())
+    except OSError as exc:
+        health = {"status": f"unreachable ({exc})"}
+    print(
+        f"up (pid {info['pid']}): API {info['api_url']} [{health.get('status')}], "
+        f"AWS {info['aws_endpoint']}, model {info['model']['version']}"
+    )
+    return 0
+
+
+def add_info(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="the local stack's endpoints and resource names")
+    p.add_argument("--json", action="store_true", help="everything, as JSON")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from functions.local.stack import LocalStackError, running_info
+
+    info = running_info(_state_dir(args))
+    if info is None:
+        raise LocalStackError("the local stack is not up: `inktex up` starts it")
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_summary(info)
+    return 0
+
+
+def add_logs(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("logs", help="the functions' logs on the local stack")
+    p.add_argument("function", nargs="?", help="a function's logical id (default: all)")
+    p.add_argument("-n", "--lines", type=int, default=50, help="last lines of each (50)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_logs)
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    from functions.local.stack import LocalStackError
+
+    logs = _state_dir(args) / "logs"
+    paths = sorted(logs.glob("*.log"))
+    if args.function:
+        paths = [p for p in paths if p.stem == args.function]
+        if not paths:
+            known = ", ".join(p.stem for p in sorted(logs.glob("*.log"))) or "none yet"
+            raise LocalStackError(f"no log for {args.function} (known: {known})")
+    for path in paths:
+        lines = path.read_text(errors="replace").splitlines()[-args.lines :]
+        for line in lines:
+            print(f"{path.stem}: {line}" if len(paths) > 1 else line)
+    if args.follow:
+        offsets = {p: p.stat().st_size for p in paths}
+        while True:
+            for path in paths:
+                with open(path, errors="replace") as f:
+                    f.seek(offsets[path])
+                    for line in f:
+                        print(f"{path.stem}: {line}" if len(paths) > 1 else line, end="")
+                    offsets[path] = f.tell()
+            time.sleep(0.5)
+    return 0
+
+
+def add_token(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "token",
+        help="print a bearer token for USER from the local development issuer",
+        description="An ID token shaped like Cognito's, signed by the local stack's key, "
+        "with the issuer and audience of template.yaml's JWT authorizer: "
+        'curl -H "Authorization: Bearer $(inktex token alice)" ...',
+    )
+    p.add_argument("user", help="the user name (its `sub` is a stable UUID derived from it)")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (3600)")
+    p.add_argument("--group", action="append", default=[], help="a cognito:groups entry")
+    p.add_argument("--access", action="store_true", help="an access token, not an ID token")
+    p.add_argument("--claims", action="store_true", help="print the claims too (JSON, stderr)")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_token)
+
+
+def local_issuer(state_dir: Path, parameter_overrides: dict | None = None):
+    """The issuer the local stack's gateway trusts (template.yaml's authorizer, locally)."""
+    from functions.local.stack import REPO
+    from functions.local.template import Stack
+    from functions.local.tokens import Issuer
+
+    api = Stack.from_file(REPO / "template.yaml", parameter_overrides).http_api()
+    authorizer = next(iter(api.authorizers.values()))
+    return Issuer.load(state_dir, authorizer.issuer, authorizer.audience[0])
+
+
+def run_token(args: argparse.Namespace) -> int:
+    issuer = local_issuer(_state_dir(args))
+    if args.access:
+        token = issuer.access_token(args.user, ttl_s=args.ttl, groups=args.group)
+    else:
+        token = issuer.id_token(args.user, ttl_s=args.ttl, groups=args.group)
+    if args.claims:
+        body = token.split(".")[1]
+        import base64
+
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        print(json.dumps(claims, indent=2), file=sys.stderr)
+    print(token)
+    return 0
+
+
+COMMANDS = [add_up, add_down, add_status, add_info, add_logs, add_token]

@@ -1,0 +1,344 @@
+"""The local stack, whole: emulator, resources, the bundled model, functions, gateway.
+
+`LocalStack(settings).start()` brings it up in this process (threads for moto, the gateway
+and the pollers; a process per function) and `stop()` takes it down, snapshotting the
+emulator's state first. `inktex up` / `inktex down` drive it (functions.local.cli).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from functions.local import emulator
+from functions.local.gateway import Gateway
+from functions.local.template import Stack
+from functions.local.tokens import Issuer
+from functions.local.workers import FunctionRuntime, QueuePoller
+from inktex.errors import InkTeXError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_MODEL = REPO / "tests" / "fixtures" / "tiny_model"
+STATE_FILE = "stack.json"  # written when the stack is up, removed when it is down
+
+
+class LocalStackError(InkTeXError):
+    """The local stack cannot start or stop as asked; the message says what to do."""
+
+
+def default_state_dir() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return Path(os.environ.get("INKTEX_LOCAL_STATE") or base / "inktex" / "local")
+
+
+def default_web_root() -> Path | None:
+    """web/dist (a built UI), else web/ when it holds an index.html, else none."""
+    for candidate in (REPO / "web" / "dist", REPO / "web"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class LocalSettings:
+    host: str = "127.0.0.1"
+    aws_port: int = 4566
+    api_port: int = 3000
+    state_dir: Path = field(default_factory=default_state_dir)
+    template: Path = REPO / "template.yaml"
+    model: Path | None = None  # None: $INKTEX_MODEL, else models/release, else the test model
+    web_root: Path | None = field(default_factory=default_web_root)
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    function_env: dict[str, str] = field(default_factory=dict)  # e.g. the training backend
+
+    @classmethod
+    def from_env(cls, **overrides) -> LocalSettings:
+        env = os.environ
+        settings = cls(
+            host=env.get("INKTEX_LOCAL_HOST", "127.0.0.1"),
+            aws_port=int(env.get("INKTEX_LOCAL_AWS_PORT", "4566")),
+            api_port=int(env.get("INKTEX_LOCAL_API_PORT", "3000")),
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+        return settings
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+
+def bundled_model(setting: Path | None) -> tuple[Path, bool]:
+    """The model package to register, and whether it is the test model (a loud fallback)."""
+    from inktex.runtime import default_model_path
+
+    explicit = setting is not None or "INKTEX_MODEL" in os.environ
+    path = Path(setting) if setting is not None else default_model_path()
+    if (path / "manifest.json").is_file():
+        return path, path.resolve() == TEST_MODEL.resolve()
+    if explicit:
+        raise LocalStackError(f"no model package at {path} (no manifest.json): pass --model DIR")
+    banner = "!" * 78
+    print(
+        f"{banner}\n"
+        f"WARNING: no release model at {path}. Registering the TEST model\n"
+        f"  {TEST_MODEL}\n"
+        "as production. It is tiny and barely trained: its LaTeX is NOT a real result.\n"
+        "Train and export one (dvc repro), or set INKTEX_MODEL / --model to a package.\n"
+        f"{banner}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return TEST_MODEL, True
+
+
+def register_model(registry, path: Path) -> str:
+    """Upload the package under models/<version>/ (once) and point production at it when
+    production points at nothing yet; a model promoted since is left in place."""
+    from inktex.package import ModelPackage
+
+    version = ModelPackage.load(path).version  # checks manifest and hashes before upload
+    if not registry.has_version(version):
+        for file in sorted(Path(path).iterdir()):
+            if file.is_file():
+                registry.s3.upload_file(str(file), registry.bucket, f"models/{version}/{file.name}")
+    if not registry.alias("production").version:
+        registry.promote(version, reason="the bundled model, registered by inktex up", by="inktex")
+    return version
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalStack:
+    def __init__(self, settings: LocalSettings):
+        self.settings = settings
+        self.state_dir = Path(settings.state_dir)
+        origins = [f"http://{h}:{settings.api_port}" for h in (settings.host, "localhost")]
+        local = {
+            "CorsAllowOrigins": ",".join(origins),
+            "AuthCallbackUrls": ",".join(f"{o}/callback" for o in origins),
+        }
+        template = Stack.from_file(settings.template).template
+        declared = template.get("Parameters") or {}
+        overrides = {k: v for k, v in local.items() if k in declared}
+        overrides.update(settings.parameter_overrides)
+        self.stack = Stack(template, overrides)
+        self.moto: emulator.Moto | None = None
+        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.pollers: list[QueuePoller] = []
+        self.gateway: Gateway | None = None
+        self.server = None
+        self.model_version = ""
+        self.test_model = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> dict:
+        s = self.settings
+        for port in (s.aws_port, s.api_port):
+            if not _port_free(s.host, port):
+                raise LocalStackError(
+                    f"port {port} on {s.host} is in use: is a stack already up (`inktex status`)? "
+                    "Otherwise choose other ports (--aws-port, --api-port)"
+                )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.moto = emulator.Moto(s.host, s.aws_port)
+        self.moto.start()
+        endpoint = self.moto.endpoint
+        restored = emulator.restore(self.stack, endpoint, self.state_dir)
+        provisioned = emulator.provision(self.stack, endpoint)
+        self._register_model(endpoint)
+        self._start_functions(endpoint)
+        self._start_pollers(endpoint, provisioned)
+        self._start_gateway()
+        info = self.info()
+        info["restored"] = restored
+        (self.state_dir / STATE_FILE).write_text(json.dumps(info, indent=2))
+        return info
+
+    def stop(self, snapshot: bool = True) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for poller in self.pollers:
+            poller.stop()
+        for poller in self.pollers:
+            poller.join(5)
+        if snapshot and self.moto is not None:
+            emulator.snapshot(self.stack, self.moto.endpoint, self.state_dir)
+        for runtime in self.runtimes.values():
+            runtime.stop()
+        if self.moto is not None:
+            self.moto.stop()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+
+    # --- parts ------------------------------------------------------------------------------
+
+    def _register_model(self, endpoint: str) -> None:
+        from functions.common.registry import ModelRegistry
+
+        env = self._global_env()
+        registry = ModelRegistry(
+            emulator.client("s3", endpoint, self.stack.region),
+            emulator.client("ssm", endpoint, self.stack.region),
+            env["MODEL_BUCKET"],
+            env["ALIAS_PARAMETER_PREFIX"],
+        )
+        path, self.test_model = bundled_model(self.settings.model)
+        self.model_version = register_model(registry, path)
+        self.model_path = path
+
+    def _global_env(self) -> dict[str, str]:
+        g = self.stack.globals_function()
+        variables = ((g.get("Environment") or {}).get("Variables")) or {}
+        return {k: str(v) for k, v in self.stack.resolve(variables).items() if v is not None}
+
+    def function_env(self, logical_id: str, endpoint: str) -> dict[str, str]:
+        """The function's environment from template.yaml plus what differs locally."""
+        function = self.stack.functions()[logical_id]
+        return {
+            **function.environment,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+            "MODEL_CACHE_DIR": str(self.state_dir / "cache" / logical_id),
+            **self.settings.function_env,
+        }
+
+    def _start_functions(self, endpoint: str) -> None:
+        for logical_id, function in self.stack.functions().items():
+            arn = self.stack.get_att(logical_id, "Arn")
+            env = self.function_env(logical_id, endpoint)
+            self.runtimes[logical_id] = FunctionRuntime(function, env, self.state_dir / "logs", arn)
+        for runtime in self.runtimes.values():  # cold starts now, in the background
+            threading.Thread(target=runtime.warm, daemon=True).start()
+
+    def _start_pollers(self, endpoint: str, provisioned: dict) -> None:
+        sqs = emulator.client("sqs", endpoint, self.stack.region)
+        for delivery in provisioned["deliveries"]:
+            if delivery["source"] == "s3":
+                n = delivery["notification"]
+                failure_url = None
+                if n.on_failure and ":sqs:" in n.on_failure:
+                    failure_url = sqs.get_queue_url(QueueName=n.on_failure.rsplit(":", 1)[1])[
+                        "QueueUrl"
+                    ]
+                poller = QueuePoller(
+                    sqs,
+                    delivery["queue_url"],
+                    self.runtimes[n.function],
+                    n.max_retries,
+                    failure_url,
+                )
+            else:
+                poller = QueuePoller(
+                    sqs, delivery["queue_url"], self.runtimes[delivery["rule"].function]
+                )
+            poller.start()
+            self.pollers.append(poller)
+
+    def _start_gateway(self) -> None:
+        s = self.settings
+        api = self.stack.http_api()
+        authorizer = next(iter(api.authorizers.values()), None)
+        issuer = Issuer.load(
+            self.state_dir,
+            authorizer.issuer if authorizer else "",
+            authorizer.audience[0] if authorizer and authorizer.audience else "",
+        )
+        self.gateway = Gateway(
+            api=api,
+            invoke=lambda function, event: self.runtimes[function].invoke(event),
+            issuer=issuer,
+            account_id=self.stack.account_id,
+            region=self.stack.region,
+            callback_urls=self._callback_urls(),
+            web_root=s.web_root,
+            config=self.web_config(issuer),
+        )
+        self.server = self.gateway.serve(s.host, s.api_port)
+        threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True).start()
+
+    def _callback_urls(self) -> list[str]:
+        urls = []
+        for resource in self.stack.of_type("AWS::Cognito::UserPoolClient").values():
+            urls += self.stack.resolve((resource.get("Properties") or {}).get("CallbackURLs")) or []
+        return urls
+
+    def web_config(self, issuer: Issuer) -> dict:
+        s = self.settings
+        return {
+            "apiUrl": s.api_url,
+            "authUrl": s.api_url,
+            "region": self.stack.region,
+            "userPoolId": self.stack.outputs().get("UserPoolId"),
+            "userPoolClientId": issuer.audience,
+            "redirectUri": f"{s.api_url}/callback",
+            "local": True,
+        }
+
+    def info(self) -> dict:
+        s = self.settings
+        outputs = self.stack.outputs()
+        outputs["ApiUrl"] = s.api_url
+        outputs["UserPoolDomain"] = s.api_url
+        return {
+            "pid": os.getpid(),
+            "api_url": s.api_url,
+            "aws_endpoint": s.aws_endpoint,
+            "region": self.stack.region,
+            "account_id": self.stack.account_id,
+            "state_dir": str(self.state_dir),
+            "web_root": str(s.web_root) if s.web_root else None,
+            "model": {
+                "version": self.model_version,
+                "path": str(getattr(self, "model_path", "")),
+                "test_model": self.test_model,
+            },
+            "resources": outputs,
+            "functions": {k: f.name for k, f in self.stack.functions().items()},
+            "logs": {k: str(r.log_path) for k, r in self.runtimes.items()},
+            "auth": {
+                "issuer": self.gateway.issuer.issuer if self.gateway else None,
+                "audience": self.gateway.issuer.audience if self.gateway else None,
+                "authorize_url": f"{s.api_url}/oauth2/authorize",
+                "token_url": f"{s.api_url}/oauth2/token",
+                "jwks_url": f"{s.api_url}/.well-known/jwks.json",
+            },
+        }
+
+
+def running_info(state_dir: Path) -> dict | None:
+    """The info of the stack that is up with this state directory, if its process lives."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return info
