@@ -91,6 +91,11 @@ events = {
     "api_get_models.json": http("GET", "/models", "/models", signed_in=False),
     "api_health.json": http("GET", "/health", "/health", signed_in=False),
     "api_openapi.json": http("GET", "/openapi.json", "/openapi.json", signed_in=False),
+    "api_create_feedback.json": http("POST", "/feedback", "/feedback",
+                                     json.dumps({"prediction_id": pid, "latex": "x^{2}+1",
+                                                 "consent": True}).encode(),
+                                     "application/json"),
+    "api_get_retraining.json": http("GET", "/retraining", "/retraining"),
 }
 
 s3 = json.loads((tmp / "s3.json").read_text())
@@ -99,6 +104,13 @@ record["eventTime"] = "2025-11-27T10:00:00.000Z"
 record["s3"]["configurationId"] = "inktex-upload"
 record["s3"]["object"].update(size=len(pixel_png), versionId="3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH")
 events["s3_upload.json"] = s3
+
+fb = copy.deepcopy(s3)  # a correction arriving under feedback/pending/ (the trigger's event)
+fb["Records"][0]["s3"]["configurationId"] = "inktex-feedback"
+fb["Records"][0]["s3"]["object"].update(
+    key="feedback/pending/0123456789abcdef0123456789abcdef.json", size=812,
+    versionId="Wz1JmjA4Mh3W7dZnVd0C1uIsz0P3UfDn")
+events["s3_feedback_pending.json"] = fb
 
 eb = json.loads((tmp / "eventbridge.json").read_text())
 eb.update({"detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker",
@@ -110,6 +122,18 @@ eb["detail"] = {"TrainingJobName": "inktex-dev-0001",
                 "ModelArtifacts": {"S3ModelArtifacts":
                                    "s3://inktex-models-dev-123456789012-us-east-1/training/inktex-dev-0001/output/model.tar.gz"}}
 events["training_job_state_change.json"] = eb
+
+job = "inktex-dev-batch-000001-0a1b2c3d"  # a feedback batch's job (functions.common.retraining)
+done = copy.deepcopy(eb)
+done["resources"] = [f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}"]
+done["detail"].update(TrainingJobName=job, TrainingJobArn=done["resources"][0])
+done["detail"]["ModelArtifacts"]["S3ModelArtifacts"] = (
+    f"s3://inktex-models-dev-123456789012-us-east-1/training/{job}/output/model.tar.gz")
+events["training_job_completed.json"] = done
+failed = copy.deepcopy(done)
+failed["detail"].update(TrainingJobStatus="Failed", SecondaryStatus="Failed",
+                        FailureReason="AlgorithmError: the feedback batch holds nothing to train on")
+events["training_job_failed.json"] = failed
 
 for name, event in events.items():
     (out / name).write_text(json.dumps(event, indent=2) + "\n")

@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from functions.common import service, submissions, wiring
+from functions.common import feedback, promotion, retraining, service, submissions, wiring
 from functions.common.models import ModelUnavailable
 from functions.common.store import ID_PATTERN
 from inktex.errors import InputError
@@ -40,6 +40,12 @@ PredictionId = Annotated[str, Path(pattern=ID_PATTERN, description="a prediction
 UPLOAD_TYPES = Literal[
     "image/png", "image/jpeg", "image/webp", "image/bmp", "application/inkml+xml"
 ]
+
+
+class FeedbackRequest(BaseModel):
+    prediction_id: str = Field(pattern=ID_PATTERN, description="the prediction corrected")
+    latex: str = Field(max_length=4000, description="what the input really shows, as LaTeX")
+    consent: bool = Field(description="may InkTeX train its model on this correction?")
 
 
 class UploadRequest(BaseModel):
@@ -172,10 +178,34 @@ def create_upload(upload: UploadRequest):
     )
 
 
-@app.post("/feedback", summary="A correction of a prediction (completed by the feedback loop)")
-def create_feedback():
+@app.post("/feedback", summary="Correct (or confirm) one of the caller's predictions")
+def create_feedback(correction: FeedbackRequest):
+    owner = _owner()
+    services = wiring.services()
+    created, item = feedback.submit_feedback(
+        owner,
+        correction.prediction_id,
+        correction.latex,
+        correction.consent,
+        services.store,
+        services.feedback,
+        services.models.get(),
+    )
+    outcome = "Received" if created else "Duplicate"
+    metrics.add_metric(name=f"Feedback{outcome}", unit=MetricUnit.Count, value=1)
+    if created and item["held"]:
+        metrics.add_metric(name="FeedbackHeld", unit=MetricUnit.Count, value=1)
+    logger.info("feedback", extra={"feedback_id": item["id"], "new": created, "held": item["held"]})
+    return _json(201 if created else 200, {**_public(item), "duplicate": not created})
+
+
+@app.get("/retraining", summary="Pending corrections, the threshold, the job, the decisions")
+def get_retraining():
     _owner()
-    return _error(501, "feedback is not accepted yet: the feedback loop (issue 8) adds it")
+    services = wiring.services()
+    decisions = promotion.Decisions(services.s3, services.settings.model_bucket).latest()
+    state = retraining.retraining_state(services.settings, services.s3, services.ssm, decisions)
+    return _json(200, state)
 
 
 @app.get("/models", summary="The production model's version and metrics")
@@ -189,9 +219,24 @@ def get_models():
             "since": production.moved_at or None,
             "metrics": services.registry.metrics(version) if version else {},
         },
+        "latest_decision": _decision_summary(
+            promotion.Decisions(services.s3, services.settings.model_bucket).latest(1)
+        ),
         "loaded_version": services.models.loaded_version,
     }
     return _json(200, body)
+
+
+def _decision_summary(decisions: list[dict]) -> dict | None:
+    """The latest promotion decision, without lineage (this route is public)."""
+    if not decisions:
+        return None
+    d = decisions[0]
+    summary = {k: d.get(k) for k in ("decision", "reason", "decided_at", "job", "metric")}
+    for role in ("candidate", "production"):
+        if role in d:
+            summary[role] = {k: d[role].get(k) for k in ("version", "eval", "heldout")}
+    return summary
 
 
 @app.get("/models/registry", summary="The registry's aliases, their history and packages")

@@ -18,6 +18,24 @@ class Settings:
     upload_url_expiry_s: int = 900
     max_upload_bytes: int = 20 * 1024 * 1024  # drops above this get an error record
     operators_group: str = "operators"  # Cognito group that sees the registry's details
+    # The feedback loop (issue 8): what starts a training job, and how it is run and judged.
+    stage: str = "dev"
+    threshold_parameter: str = ""  # SSM parameter: pending corrections that start a job
+    training_role_arn: str = ""  # the SageMaker execution role
+    training_image: str = ""  # an AWS PyTorch Deep Learning Container (training, GPU)
+    training_instance_type: str = "ml.g5.xlarge"
+    training_source_uri: str = ""  # s3://.../sourcedir.tar.gz: this repository (script mode)
+    training_max_runtime_s: int = 3600
+    training_hyperparameters: str = "{}"  # JSON: fine-tuning settings passed to the entry point
+    max_training_attempts: int = 3  # a batch whose job fails this often is held, not retried
+    promotion_metric: str = "exprate"
+    promotion_margin: float = 0.0  # the candidate must beat production by more than this
+    eval_limit: int = 0  # evaluation images per set; 0 = all
+
+    @property
+    def job_prefix(self) -> str:
+        """What the EventBridge rule matches (template.yaml: inktex-<stage>-)."""
+        return f"inktex-{self.stage}-"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -31,4 +49,16 @@ class Settings:
             upload_url_expiry_s=int(env.get("UPLOAD_URL_EXPIRY_S", "900")),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
             operators_group=env.get("OPERATORS_GROUP", "operators"),
+            stage=env.get("STAGE", "dev"),
+            threshold_parameter=env.get("RETRAINING_THRESHOLD_PARAMETER", ""),
+            training_role_arn=env.get("TRAINING_ROLE_ARN", ""),
+            training_image=env.get("TRAINING_IMAGE", ""),
+            training_instance_type=env.get("TRAINING_INSTANCE_TYPE", "ml.g5.xlarge"),
+            training_source_uri=env.get("TRAINING_SOURCE_URI", ""),
+            training_max_runtime_s=int(env.get("TRAINING_MAX_RUNTIME_S", "3600")),
+            training_hyperparameters=env.get("TRAINING_HYPERPARAMETERS", "{}"),
+            max_training_attempts=int(env.get("MAX_TRAINING_ATTEMPTS", "3")),
+            promotion_metric=env.get("PROMOTION_METRIC", "exprate"),
+            promotion_margin=float(env.get("PROMOTION_MARGIN", "0")),
+            eval_limit=int(env.get("EVAL_LIMIT", "0")),
         )

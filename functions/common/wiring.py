@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.config import Config
 
 from functions.common.config import Settings
+from functions.common.feedback import FeedbackStore
 from functions.common.models import ModelCache
 from functions.common.registry import ModelRegistry, version_of
 from functions.common.store import PredictionStore
@@ -32,6 +33,13 @@ class Services:
     registry: ModelRegistry
     models: ModelCache
     production_version: Callable[[], str]
+    ssm: object = None
+    feedback: FeedbackStore | None = None
+
+    @functools.cached_property
+    def sagemaker(self):
+        """Built on first use: only the feedback trigger starts training jobs."""
+        return boto3.client("sagemaker")
 
 
 def build(settings: Settings, s3, ssm, on_model_failure=None) -> Services:
@@ -58,6 +66,8 @@ def build(settings: Settings, s3, ssm, on_model_failure=None) -> Services:
         registry=registry,
         models=models,
         production_version=production_version,
+        ssm=ssm,
+        feedback=FeedbackStore(s3, settings.data_bucket),
     )
 
 

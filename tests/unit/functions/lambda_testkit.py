@@ -21,6 +21,13 @@ ENV = {
     "MODEL_BUCKET": "inktex-models-dev-123456789012-us-east-1",
     "ALIAS_PARAMETER_PREFIX": "/inktex/dev/aliases",
     "ALIAS_MAX_AGE_S": "30",
+    "STAGE": "dev",
+    "RETRAINING_THRESHOLD_PARAMETER": "/inktex/dev/settings/retraining-threshold",
+    "TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/inktex-dev-training",
+    "TRAINING_IMAGE": (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311"
+    ),
+    "TRAINING_SOURCE_URI": "s3://inktex-models-dev-123456789012-us-east-1/code/sourcedir.tar.gz",
     "POWERTOOLS_METRICS_NAMESPACE": "InkTeX",
     "POWERTOOLS_SERVICE_NAME": "inktex-test",
 }
@@ -33,6 +40,7 @@ EVENTS = REPO / "events"
 TINY_MODEL = REPO / "tests" / "fixtures" / "tiny_model"
 TINY_VERSION = json.loads((TINY_MODEL / "manifest.json").read_text())["version"]
 INKML = REPO / "tests" / "fixtures" / "inkml"
+FIXTURES_INKML = INKML
 
 
 def load_event(name: str) -> dict:

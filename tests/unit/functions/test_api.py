@@ -296,11 +296,11 @@ def test_a_corrupt_package_is_never_served(aws, production, lambda_context, tmp_
     assert call(load_event("api_recognize.json"), lambda_context)[0] == 200
 
 
-def test_feedback_is_not_accepted_yet(aws, lambda_context):
-    event = load_event("api_create_prediction.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/feedback"
+def test_feedback_is_validated_against_its_schema(aws, lambda_context):
+    # the route itself is tested in test_feedback.py
+    event = load_event("api_create_feedback.json")
     status, body, _ = call(with_body(event, b"{}", "application/json"), lambda_context)
-    assert status == 501 and "feedback" in body["message"]
+    assert status == 422 and "prediction_id" in body["message"]
 
 
 def test_unknown_route_is_a_json_404(aws, lambda_context):

@@ -46,7 +46,9 @@ def test_routes_authorizer_and_throttles_come_from_the_template():
 
 
 def test_s3_notifications_follow_the_declared_filters():
-    (notification,) = Stack.from_file(TEMPLATE).s3_notifications()
+    notifications = {n.function: n for n in Stack.from_file(TEMPLATE).s3_notifications()}
+    assert set(notifications) == {"UploadInferenceFunction", "FeedbackTriggerFunction"}
+    notification = notifications["UploadInferenceFunction"]
     assert notification.bucket == ENV["DATA_BUCKET"]
     assert notification.events == ["s3:ObjectCreated:*"]
     assert notification.filter_rules == [{"Name": "prefix", "Value": "uploads/"}]

@@ -1,0 +1,172 @@
+"""POST /feedback and GET /retraining through the API handler, and the assessment rule."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import numpy as np
+import pytest
+from lambda_testkit import TINY_MODEL, load_event
+
+from functions.api import app as api
+from functions.common import feedback
+from inktex.likelihood import correction_likelihood, sequence_likelihoods
+from inktex.runtime import OnnxRecognizer
+
+
+def call(event: dict, lambda_context) -> tuple[int, dict]:
+    response = api.lambda_handler(event, lambda_context)
+    return response["statusCode"], json.loads(response.get("body") or "null")
+
+
+def as_user(event: dict, sub: str) -> dict:
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
+    return event
+
+
+def predict(lambda_context, sub: str = "user-1") -> dict:
+    status, body = call(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
+    assert status == 201, body
+    return body
+
+
+def send(lambda_context, payload: dict, sub: str = "user-1") -> tuple[int, dict]:
+    event = as_user(load_event("api_create_feedback.json"), sub)
+    event["body"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    return call(event, lambda_context)
+
+
+def objects(aws, prefix: str) -> list[str]:
+    page = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix=prefix)
+    return [o["Key"] for o in page.get("Contents", [])]
+
+
+def test_a_correction_is_one_pending_object_and_a_repeat_is_a_duplicate(
+    aws, production, lambda_context
+):
+    pred = predict(lambda_context)
+    payload = {"prediction_id": pred["id"], "latex": "x^{2}+1", "consent": True}
+    status, item = send(lambda_context, payload)
+    assert status == 201, item
+    assert item["corrected_latex"] == "x ^ { 2 } + 1"  # normalised
+    assert item["predicted_latex"] == " ".join(pred["tokens"])
+    assert item["input_key"] == pred["input_key"] and item["prediction_id"] == pred["id"]
+    assert item["consent"] is True and item["created_at"] and not item["duplicate"]
+    assert objects(aws, "feedback/pending/") == [f"feedback/pending/{item['id']}.json"]
+    stored = json.loads(
+        aws.s3.get_object(Bucket=aws.data_bucket, Key=f"feedback/pending/{item['id']}.json")[
+            "Body"
+        ].read()
+    )
+    assert stored["owner"] == "user-1" and stored["assessment"]["kind"] in (
+        "correction",
+        "confirmation",
+    )
+    # the same correction, written differently, is the same correction
+    status, again = send(lambda_context, {**payload, "latex": "x ^ 2 + 1"})
+    assert status == 200 and again["duplicate"] and again["id"] == item["id"]
+    assert len(objects(aws, "feedback/")) == 1
+
+
+def test_a_confirmation_is_told_apart(aws, production, lambda_context):
+    pred = predict(lambda_context)
+    latex = pred["latex"] or "x"
+    status, item = send(
+        lambda_context, {"prediction_id": pred["id"], "latex": latex, "consent": True}
+    )
+    assert status == 201, item
+    if pred["latex"]:
+        assert item["assessment"]["kind"] == "confirmation"
+        assert item["assessment"]["edit_distance"] == 0 and not item["held"]
+
+
+def test_without_consent_it_is_held_not_pending(aws, production, lambda_context):
+    pred = predict(lambda_context)
+    status, item = send(
+        lambda_context, {"prediction_id": pred["id"], "latex": "y", "consent": False}
+    )
+    assert status == 201 and item["held"]
+    assert objects(aws, "feedback/pending/") == []
+    assert objects(aws, "feedback/held/") == [f"feedback/held/{item['id']}.json"]
+
+
+@pytest.mark.parametrize(
+    ("latex", "status", "words"),
+    [
+        ("", 422, "empty"),
+        ("   ", 422, "empty"),
+        ("\\frac{1}{", 422, "parse"),
+        ("\\aleph + 1", 422, "cannot write"),
+        ("1+" * 80 + "1", 422, "limit"),
+    ],
+)
+def test_bad_corrections_are_refused_with_their_reason(
+    aws, production, lambda_context, latex, status, words
+):
+    pred = predict(lambda_context)
+    got, body = send(lambda_context, {"prediction_id": pred["id"], "latex": latex, "consent": True})
+    assert got == status and words in body["message"], body
+    assert objects(aws, "feedback/") == []
+
+
+def test_unknown_or_someone_elses_prediction_is_404(aws, production, lambda_context):
+    pred = predict(lambda_context, sub="user-2")
+    status, body = send(
+        lambda_context, {"prediction_id": pred["id"], "latex": "x", "consent": True}
+    )
+    assert status == 404 and pred["id"] in body["message"]
+    unknown = "8234567890123-0123456789abcdef01234567"
+    status, body = send(lambda_context, {"prediction_id": unknown, "latex": "x", "consent": True})
+    assert status == 404
+    status, body = send(lambda_context, {"prediction_id": "nope", "latex": "x", "consent": True})
+    assert status == 422 and "prediction_id" in body["message"]
+
+
+def test_feedback_needs_a_signed_in_user(aws, production, lambda_context):
+    event = load_event("api_create_feedback.json")
+    event["requestContext"].pop("authorizer")
+    assert call(event, lambda_context)[0] == 401
+
+
+def test_retraining_state_shows_pending_and_threshold(aws, production, lambda_context):
+    aws.ssm.put_parameter(
+        Name="/inktex/dev/settings/retraining-threshold", Value="3", Type="String"
+    )
+    pred = predict(lambda_context)
+    send(lambda_context, {"prediction_id": pred["id"], "latex": "x+1", "consent": True})
+    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    assert status == 200, body
+    assert body["pending"] == 1 and body["threshold"] == 3
+    assert body["running_job"] is None and body["decisions"] == []
+
+
+# --- the assessment rule ------------------------------------------------------------------
+
+
+def test_the_suspicious_rule_needs_both_a_large_edit_and_a_low_likelihood():
+    pred = list("x+1=2")
+    far = list("abcde")
+    unlikely, likely = math.log(0.001), math.log(0.5)
+    assert feedback.assess(pred, far, unlikely).suspicious
+    assert not feedback.assess(pred, far, likely).suspicious  # far but plausible
+    assert not feedback.assess(pred, list("x+1=3"), unlikely).suspicious  # small edit
+    confirmation = feedback.assess(pred, pred, unlikely)
+    assert confirmation.kind == "confirmation" and not confirmation.suspicious
+    assert feedback.assess(pred, list("x+1=3"), likely).kind == "correction"
+
+
+def test_teacher_forced_likelihood_matches_the_greedy_search():
+    recognizer = OnnxRecognizer.load(TINY_MODEL)
+    image = np.random.default_rng(0).random((1, 64, 160), dtype=np.float32)
+    best = recognizer.search(image, beam=1)[0].best
+    v = recognizer.vocab
+    forced = sequence_likelihoods(recognizer.step_model(image), [best.ids], v.sos_id, v.eos_id)
+    assert forced[0].logprob == pytest.approx(best.logprob, abs=1e-4)
+    tokens = v.decode(best.ids)
+    assert correction_likelihood(recognizer, image[0], tokens).logprob == pytest.approx(
+        best.logprob, abs=1e-4
+    )
+    other = correction_likelihood(recognizer, image[0], [*tokens, "x", "+", "1"])
+    assert len(other.token_logprobs) == len(tokens) + 4 and other.logprob < 0

@@ -1,0 +1,247 @@
+"""The feedback trigger: count, claim one batch at the threshold, start exactly one job;
+duplicate and concurrent deliveries, duplicates after a claim, and a failed job's release."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from lambda_testkit import ENV, load_event
+
+from functions.common import retraining, wiring
+from functions.common.feedback import HELD, PENDING, USED, FeedbackStore
+from functions.common.retraining import FeedbackBatches
+from functions.feedback_trigger import app as trigger
+
+THRESHOLD = ENV["RETRAINING_THRESHOLD_PARAMETER"]
+
+
+class AtomicConditionalWrites:
+    """An S3 client whose conditional PUTs are atomic, as S3's are (moto's are not).
+
+    The local stack's emulator does the same; the claim relies on nothing else.
+    """
+
+    def __init__(self, s3):
+        self._s3, self._lock = s3, threading.Lock()
+
+    def put_object(self, **kwargs):
+        if "IfNoneMatch" in kwargs or "IfMatch" in kwargs:
+            with self._lock:
+                return self._s3.put_object(**kwargs)
+        return self._s3.put_object(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+
+def add_feedback(aws, n: int, start: int = 0) -> list[str]:
+    """n pending corrections, each with its input under inputs/."""
+    store = FeedbackStore(aws.s3, aws.data_bucket)
+    ids = []
+    for i in range(start, start + n):
+        fid = f"{i:032x}"
+        key = f"inputs/user-1/{i:013d}-{i:024x}.json"
+        aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=b"[[[0, 0], [5, 5]]]")
+        item = {
+            "id": fid,
+            "prediction_id": f"{i:013d}-{i:024x}",
+            "owner": "user-1",
+            "input_key": key,
+            "input_kind": "strokes",
+            "corrected_latex": "x + 1",
+            "held": False,
+            "attempts": 0,
+            "returned_from": [],
+        }
+        assert store.put_new(item)
+        ids.append(fid)
+    return ids
+
+
+def keys(aws, prefix: str) -> list[str]:
+    page = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in page.get("Contents", []))
+
+
+def jobs(aws) -> list[dict]:
+    summaries = wiring.services().sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    return [
+        wiring.services().sagemaker.describe_training_job(TrainingJobName=j["TrainingJobName"])
+        for j in summaries
+    ]
+
+
+@pytest.fixture
+def threshold(aws):
+    aws.ssm.put_parameter(Name=THRESHOLD, Value="3", Type="String")
+    return 3
+
+
+def deliver(lambda_context) -> dict:
+    return trigger.lambda_handler(load_event("s3_feedback_pending.json"), lambda_context)
+
+
+def test_below_the_threshold_nothing_is_claimed(aws, production, threshold, lambda_context):
+    add_feedback(aws, 2)
+    outcome = deliver(lambda_context)
+    assert outcome == {"claimed": False, "pending": 2, "threshold": 3}
+    assert keys(aws, "feedback/batches/") == [] and jobs(aws) == []
+
+
+def test_at_the_threshold_one_batch_and_one_job(aws, production, threshold, lambda_context):
+    ids = add_feedback(aws, 3)
+    outcome = deliver(lambda_context)
+    assert outcome["claimed"] and outcome["batch"] == 1 and outcome["size"] == 3
+    # the same event delivered again, and once more: nothing new
+    assert not deliver(lambda_context)["claimed"]
+    assert not deliver(lambda_context)["claimed"]
+    started = jobs(aws)
+    assert [j["TrainingJobName"] for j in started] == [outcome["job"]]
+    prefix = "feedback/batches/00000001/"
+    manifest = json.loads(
+        aws.s3.get_object(Bucket=aws.data_bucket, Key=f"{prefix}manifest.json")["Body"].read()
+    )
+    assert sorted(e["id"] for e in manifest["items"]) == ids
+    assert all(e["version_id"] for e in manifest["items"])  # object versions, for lineage
+    assert keys(aws, PENDING) == []
+    assert keys(aws, f"{prefix}items/") == [f"{prefix}items/{i}.json" for i in ids]
+    assert keys(aws, f"{prefix}inputs/") == [f"{prefix}inputs/{i}.json" for i in ids]
+    assert keys(aws, USED) == [f"{USED}{i}.json" for i in ids]
+    status = FeedbackBatches(aws.s3, aws.data_bucket).status(1)
+    assert status["state"] == "training" and status["job"] == outcome["job"]
+    assert status["base_version"] == production
+
+
+def test_the_training_job_request_has_the_aws_shape(aws, production, threshold, lambda_context):
+    add_feedback(aws, 3)
+    job = jobs(aws) if deliver(lambda_context)["claimed"] else []
+    (job,) = job
+    assert job["TrainingJobName"].startswith("inktex-dev-batch-000001-")
+    assert job["AlgorithmSpecification"]["TrainingImage"] == ENV["TRAINING_IMAGE"]
+    assert job["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+    assert job["RoleArn"] == ENV["TRAINING_ROLE_ARN"]
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{aws.model_bucket}/training/"
+    hp = job["HyperParameters"]
+    assert json.loads(hp["sagemaker_program"]) == "training/finetune.py"
+    assert json.loads(hp["sagemaker_submit_directory"]) == ENV["TRAINING_SOURCE_URI"]
+    assert hp["base-version"] == production and hp["batch"] == "1"
+    assert hp["model-bucket"] == aws.model_bucket and hp["job-name"] == job["TrainingJobName"]
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]
+    }
+    assert channels == {
+        "feedback": f"s3://{aws.data_bucket}/feedback/batches/00000001/",
+        "replay": f"s3://{aws.data_bucket}/datasets/replay/",
+        "base": f"s3://{aws.model_bucket}/checkpoints/{production}/",
+    }
+    # botocore's own model of the API accepts the request (names, types, required fields)
+    request = retraining.training_job_request(
+        wiring.services().settings, {"batch": 1, "digest": "ab" * 32}, production
+    )
+    sm = wiring.services().sagemaker
+    sm.meta.events.register("before-send.sagemaker.CreateTrainingJob", lambda **kw: None)
+    sm._serializer.serialize_to_request(
+        request, sm.meta.service_model.operation_model("CreateTrainingJob")
+    )
+
+
+def test_a_correction_sent_again_after_its_claim_is_not_used_twice(
+    aws, production, threshold, lambda_context
+):
+    ids = add_feedback(aws, 3)
+    assert deliver(lambda_context)["claimed"]
+    # a duplicate of an already claimed correction reappears under pending/ (a race with
+    # POST /feedback), plus two new ones: the duplicate is dropped, the rest wait
+    store = FeedbackStore(aws.s3, aws.data_bucket)
+    store.put_new({"id": ids[0], "input_key": "inputs/x.json", "held": False, "returned_from": []})
+    add_feedback(aws, 2, start=10)
+    outcome = deliver(lambda_context)
+    assert not outcome["claimed"] and outcome["pending"] == 2
+    assert f"{PENDING}{ids[0]}.json" not in keys(aws, PENDING)
+
+
+@pytest.mark.parametrize("round_", range(25))
+def test_concurrent_claims_make_one_batch_and_lose_nothing(aws, threshold, round_):
+    """Many claimers at once (duplicate and concurrent S3 deliveries): one winner per batch,
+    every correction in exactly one batch or still pending; repeated 25 times."""
+    s3 = AtomicConditionalWrites(aws.s3)
+    ids = add_feedback(aws, 7)
+    batches = FeedbackBatches(s3, aws.data_bucket)
+    barrier = threading.Barrier(8)
+
+    def claim(_):
+        barrier.wait()
+        return batches.claim(3)
+
+    with ThreadPoolExecutor(8) as pool:
+        won = [m for m in pool.map(claim, range(8)) if m is not None]
+    assert len(won) == 1
+    claimed = [e["id"] for e in won[0]["items"]]
+    assert len(claimed) == len(set(claimed))
+    pending = [k[len(PENDING) : -5] for k in keys(aws, PENDING)]
+    assert sorted(claimed + pending) == ids  # nothing lost, nothing twice
+
+
+def test_concurrent_claims_over_successive_batches(aws, threshold):
+    """Claims racing while new feedback arrives: each correction lands in one batch."""
+    s3 = AtomicConditionalWrites(aws.s3)
+    batches = FeedbackBatches(s3, aws.data_bucket)
+    ids = []
+
+    def worker(i):
+        if i % 2 == 0:
+            ids.extend(add_feedback(aws, 2, start=100 + i))
+        return batches.claim(3)
+
+    with ThreadPoolExecutor(6) as pool:
+        won = [m for m in pool.map(worker, range(24)) if m is not None]
+    while (m := batches.claim(1)) is not None:  # sweep what is left
+        won.append(m)
+    claimed = [e["id"] for m in won for e in m["items"]]
+    assert sorted(claimed) == sorted(ids) and len(claimed) == len(set(claimed))
+    assert sorted(m["batch"] for m in won) == list(range(1, len(won) + 1))
+
+
+def test_a_released_batch_returns_to_pending_then_is_held(
+    aws, production, threshold, lambda_context
+):
+    ids = add_feedback(aws, 3)
+    assert deliver(lambda_context)["claimed"]
+    batches = FeedbackBatches(aws.s3, aws.data_bucket)
+    released = batches.release(1, "AlgorithmError", max_attempts=2)
+    assert released == {"batch": 1, "returned": 3, "held": 0, "already": False}
+    assert batches.release(1, "again", max_attempts=2)["already"]  # a duplicate event
+    assert keys(aws, PENDING) == [f"{PENDING}{i}.json" for i in ids]
+    # the returned corrections are not mistaken for duplicates: they form batch 2
+    outcome = deliver(lambda_context)
+    assert outcome["claimed"] and outcome["batch"] == 2 and outcome["size"] == 3
+    assert batches.release(2, "AlgorithmError", max_attempts=2)["held"] == 3
+    assert keys(aws, PENDING) == [] and keys(aws, HELD) == [f"{HELD}{i}.json" for i in ids]
+    item = json.loads(
+        aws.s3.get_object(Bucket=aws.data_bucket, Key=f"{HELD}{ids[0]}.json")["Body"].read()
+    )
+    assert item["attempts"] == 2 and item["returned_from"] == [1, 2]
+
+
+def test_a_job_that_cannot_start_releases_its_batch(
+    aws, production, threshold, lambda_context, monkeypatch
+):
+    from botocore.exceptions import ClientError
+
+    add_feedback(aws, 3)
+    sm = wiring.services().sagemaker
+
+    def refuse(**kwargs):
+        raise ClientError(
+            {"Error": {"Code": "ResourceLimitExceeded", "Message": "no GPUs"}}, "CreateTrainingJob"
+        )
+
+    monkeypatch.setattr(sm, "create_training_job", refuse)
+    with pytest.raises(ClientError):
+        deliver(lambda_context)
+    assert len(keys(aws, PENDING)) == 3
+    assert FeedbackBatches(aws.s3, aws.data_bucket).status(1)["state"] == "released"
