@@ -8,6 +8,7 @@ function prepares training images, serving requests and evaluation, so they look
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,9 @@ from PIL import Image, ImageFilter, ImageOps
 from inktex.errors import BlankInputError, ImageError, ImageTooLargeError
 
 MAX_PIXELS = 50_000_000  # phones make 12-50 MP; more is rejected with a clear message
+# Larger photos are reduced to this longer side before any float copy: a 50 MP photo in
+# float32 needs 200 MB per array, and the fitted expression is at most a few hundred pixels.
+MAX_WORK_SIDE = 2048
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 
 
@@ -56,22 +60,39 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                     f"the image is {w}x{h} = {w * h / 1e6:.0f} megapixels; "
                     f"the limit is {max_pixels / 1e6:.0f}: send a smaller photo or a crop"
                 )
-            if getattr(image, "n_frames", 1) > 1:
+            # A phone's MPO photo carries a second (depth or preview) frame: the first is the photo.
+            if fmt != "MPO" and getattr(image, "n_frames", 1) > 1:
                 raise ImageError("animated images are not supported: send a single frame")
-            image = ImageOps.exif_transpose(image)
+            if max(w, h) > MAX_WORK_SIDE:  # JPEG decodes at 1/2, 1/4 or 1/8 size directly
+                scale = MAX_WORK_SIDE / max(w, h)
+                image.draft("L", (math.ceil(w * scale), math.ceil(h * scale)))
+            ImageOps.exif_transpose(image, in_place=True)
             image.load()
+            transparent = image.mode in ("RGBA", "LA", "PA") or (
+                image.mode == "P" and "transparency" in image.info
+            )
+            image = image.convert("RGBA" if transparent else "L")
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(
+            "not a readable image (an unknown type, or no pixels): send a PNG, JPEG, WebP or BMP"
+        ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
+        raise ImageTooLargeError(
+            f"the image is too large to decode safely ({exc}); the limit is "
+            f"{max_pixels / 1e6:.0f} megapixels: send a smaller photo or a crop"
+        ) from exc
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"not a readable image ({exc}): send a PNG, JPEG, WebP or BMP") from exc
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    factor = math.ceil(max(image.size) / MAX_WORK_SIDE)
+    if factor > 1:  # box averaging: thin strokes fade rather than vanish
+        image = image.reduce(factor)
+    if transparent:
         # Transparent pixels are paper: canvas exports are often ink on transparency.
-        rgba = image.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(paper, rgba)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, image).convert("L")
+    return np.asarray(image, dtype=np.uint8)
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
