@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
+from functions.common import telemetry
+from functions.common.s3json import put_json
 from functions.common.store import PredictionStore, check_owner, iso
 from inktex import inputs
 from inktex.errors import InkTeXError, InputError
@@ -153,22 +155,7 @@ class FeedbackStore:
     def put_new(self, item: dict) -> bool:
         """Write under pending/ or held/ unless it exists; False for a duplicate."""
         prefix = HELD if item["held"] else PENDING
-        try:
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=f"{prefix}{item['id']}.json",
-                Body=json.dumps(item).encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
-                return False
-            raise
-        return True
+        return put_json(self.s3, self.bucket, f"{prefix}{item['id']}.json", item, only_if_new=True)
 
     def count_pending(self) -> int:
         count = 0
@@ -195,6 +182,31 @@ def submit_feedback(
     `created` is False for a duplicate (the same correction of the same prediction by the
     same user, before or after a batch claimed it): the first one's item is returned.
     """
+    telemetry.feedback_received()
+    try:
+        created, item = _submit(
+            owner, prediction_id, latex, consent, predictions, feedback, recognizer, now
+        )
+    except InputError as exc:
+        telemetry.feedback_rejected(type(exc).__name__)
+        raise
+    if created:
+        telemetry.feedback_accepted(item)
+    else:
+        telemetry.feedback_duplicate()
+    return created, item
+
+
+def _submit(
+    owner: str,
+    prediction_id: str,
+    latex: object,
+    consent: bool,
+    predictions: PredictionStore,
+    feedback: FeedbackStore,
+    recognizer,
+    now: datetime | None,
+) -> tuple[bool, dict]:
     now = now or datetime.now(UTC)
     owner = check_owner(owner)
     record = predictions.get_record(owner, prediction_id)  # 404 for unknown or someone else's

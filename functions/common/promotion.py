@@ -31,8 +31,10 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from functions.common import telemetry
 from functions.common.registry import ModelRegistry, RegistryError
 from functions.common.retraining import FeedbackBatches, batch_of_job, batch_prefix
+from functions.common.s3json import put_json
 from functions.common.store import iso
 from inktex import inputs
 from inktex.errors import InkTeXError
@@ -148,22 +150,8 @@ class Decisions:
         self.s3, self.bucket = s3, bucket
 
     def claim(self, job: str, decision: dict) -> bool:
-        try:
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=f"training/{job}/decision.json",
-                Body=json.dumps(decision).encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
-                return False
-            raise
-        return True
+        key = f"training/{job}/decision.json"
+        return put_json(self.s3, self.bucket, key, decision, only_if_new=True)
 
     def record(self, decision: dict, now: datetime) -> None:
         key = f"{DECISIONS}{_MAX_MS - int(now.timestamp() * 1000):013d}-{decision['job']}.json"
@@ -209,6 +197,7 @@ def on_training_job_state_change(facts: dict, settings, s3, registry: ModelRegis
         released = batches.release(batch, decision["reason"], settings.max_training_attempts)
         decision["released"] = released
         decisions.record(decision, now)
+        telemetry.training_job("failed")
         return decision
     if status != "Completed":
         return {**base, "decision": "ignored"}
@@ -221,6 +210,7 @@ def on_training_job_state_change(facts: dict, settings, s3, registry: ModelRegis
                 batch, decision["reason"], settings.max_training_attempts
             )
             decisions.record(decision, now)
+            telemetry.training_job("failed")
         return decision
     result = json.loads(raw)
     candidate = result["version"]
@@ -259,6 +249,8 @@ def on_training_job_state_change(facts: dict, settings, s3, registry: ModelRegis
         registry.move("production", candidate, f"promoted by {job}: {_summary(decision)}", job)
     decisions.record(decision, now)
     batches.set_status(batch, "completed", decision=decision["decision"], candidate=candidate)
+    telemetry.training_job("succeeded")
+    telemetry.promotion(decision["decision"])
     return decision
 
 

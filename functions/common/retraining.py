@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
+from functions.common import telemetry
 from functions.common.feedback import HELD, PENDING, USED
+from functions.common.s3json import put_json
 from functions.common.store import iso
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 BATCHES = "feedback/batches/"
 HELDOUT_SHARE = 0.2  # of a batch, kept out of fine-tuning to check the candidate on
 MIN_HELDOUT_BATCH = 5  # smaller batches hold nothing out (the check is then skipped)
-_CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 def batch_prefix(batch: int) -> str:
@@ -93,20 +94,7 @@ class FeedbackBatches:
         return json.loads(body.read())
 
     def _put_json(self, key: str, value: dict, only_if_new: bool = False) -> bool:
-        extra = {"IfNoneMatch": "*"} if only_if_new else {}
-        try:
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=json.dumps(value).encode(),
-                ContentType="application/json",
-                **extra,
-            )
-        except ClientError as exc:
-            if only_if_new and exc.response["Error"]["Code"] in _CONFLICT:
-                return False
-            raise
-        return True
+        return put_json(self.s3, self.bucket, key, value, only_if_new)
 
     def pending(self) -> list[dict]:
         """[{"key", "version_id", "id"}] of the current pending objects (latest versions)."""
@@ -344,7 +332,10 @@ def on_feedback_created(settings, s3, ssm, sagemaker, base_version: str) -> dict
     threshold = read_threshold(ssm, settings.threshold_parameter)
     manifest = batches.claim(threshold)
     if manifest is None:
-        return {"claimed": False, "pending": len(batches.pending()), "threshold": threshold}
+        pending = len(batches.pending())
+        telemetry.retraining_queue(pending, threshold)
+        return {"claimed": False, "pending": pending, "threshold": threshold}
+    telemetry.retraining_queue(0, threshold)  # the claim took every pending correction
     batch = manifest["batch"]
     request = training_job_request(settings, manifest, base_version)
     try:
@@ -354,7 +345,9 @@ def on_feedback_created(settings, s3, ssm, sagemaker, base_version: str) -> dict
         log.error(reason)
         batches.set_status(batch, "failed", job=request["TrainingJobName"], reason=reason)
         batches.release(batch, reason, settings.max_training_attempts)
+        telemetry.training_job("failed")
         raise
+    telemetry.training_job("started")
     batches.set_status(
         batch,
         "training",

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
+from functions.common.s3json import put_json
 from inktex.errors import InputError
 
 ANONYMOUS = "_anonymous"
@@ -76,23 +77,8 @@ class PredictionStore:
 
     def put_record(self, record: dict, only_if_new: bool = False) -> bool:
         """Write a record; with `only_if_new`, False when one exists already (a duplicate)."""
-        extra = {"IfNoneMatch": "*"} if only_if_new else {}
-        try:
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=record_key(record["owner"], record["id"]),
-                Body=json.dumps(record).encode(),
-                ContentType="application/json",
-                **extra,
-            )
-        except ClientError as exc:
-            if only_if_new and exc.response["Error"]["Code"] in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
-                return False
-            raise
-        return True
+        key = record_key(record["owner"], record["id"])
+        return put_json(self.s3, self.bucket, key, record, only_if_new)
 
     def exists(self, owner: str | None, pid: str) -> bool:
         try:
