@@ -1,0 +1,240 @@
+"""Recognising in the browser, signed out: real CROHME ink replayed on the canvas, a real CROHME
+image uploaded, dropped and pasted, the LaTeX edited with its live preview, the CSP, and the
+messages for rejected input and an unreachable API. Fixtures: tests/fixtures/README.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+from e2e_kit import INKML, TINY_MODEL, open_app, replay_inkml, screenshot
+from PIL import Image
+
+from inktex.runtime import OnnxRecognizer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+IMAGE = INKML / "518_em_425.png"
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> OnnxRecognizer:
+    return OnnxRecognizer.load(TINY_MODEL)
+
+
+def recognise_and_capture(page, click: str = "#recognize-ink", path: str = "/recognize"):
+    """Clicks, and returns the request the page sent and the JSON the API answered."""
+    with page.expect_response(lambda r: r.url.endswith(path) and r.request.method == "POST") as r:
+        page.click(click)
+    response = r.value
+    assert response.ok, response.text()
+    return response.request, response.json()
+
+
+def shown_latex(page) -> str:
+    """The TeX that KaTeX rendered in the preview (from its MathML annotation)."""
+    page.wait_for_selector("#preview .katex")
+    return page.text_content("#preview annotation[encoding='application/x-tex']")
+
+
+def test_replayed_crohme_ink_is_sent_as_strokes_and_rendered(page, recognizer):
+    drawn = replay_inkml(page, INKML / "27_em_120.inkml")
+    request, result = recognise_and_capture(page)
+
+    sent = request.post_data_json
+    assert request.headers["content-type"].startswith("application/json")
+    assert len(sent["strokes"]) == drawn
+    assert all(len(p) == 2 and p[0] >= 0 and p[1] >= 0 for s in sent["strokes"] for p in s)
+    # What the API answers for those strokes is what the model gives for them, here.
+    assert result["latex"] == recognizer.recognize_strokes(sent["strokes"]).latex
+    assert page.input_value("#latex") == result["latex"]
+    assert shown_latex(page) == result["latex"]
+    # Every token is listed; the uncertain ones (token_probs) are highlighted.
+    assert page.locator("#tokens li").count() == len(result["tokens"])
+    uncertain = sum(p < 0.5 for p in result["token_probs"])
+    assert page.locator("#tokens .token-low, #tokens .token-very-low").count() == uncertain
+    assert page.text_content("#confidence-value").endswith("%")
+    assert page.locator("#alternatives li").count() == len(result["alternatives"])
+    # Signed out: nothing is kept, so there is nothing to correct.
+    assert page.is_visible("#feedback-anonymous") and not page.is_visible("#feedback-form")
+    screenshot(page, "recognize-desktop")
+
+
+def test_undo_redo_and_clear(page):
+    drawn = replay_inkml(page, INKML / "RIT_2014_19.inkml")
+    assert drawn > 2
+    page.click("#undo")
+    page.click("#undo")
+    page.click("#redo")
+    page.keyboard.press("Control+z")  # the canvas has focus after drawing
+    page.keyboard.press("Control+y")
+    request, _ = recognise_and_capture(page)
+    assert len(request.post_data_json["strokes"]) == drawn - 1
+    page.click("#clear")
+    assert page.is_disabled("#recognize-ink") and page.is_visible("#ink-hint")
+    page.click("#undo")  # clearing is undoable too
+    request, _ = recognise_and_capture(page)
+    assert len(request.post_data_json["strokes"]) == drawn - 1
+
+
+def test_an_uploaded_crohme_image_is_recognised(page, recognizer):
+    page.click("#tab-image")
+    with page.expect_response(lambda r: r.url.endswith("/recognize")) as r:
+        page.set_input_files("#file", str(IMAGE))
+    result = r.value.json()
+    assert r.value.request.headers["content-type"] == "image/png"
+    assert result["latex"] == recognizer.recognize_file(IMAGE).latex
+    assert shown_latex(page) == result["latex"]
+    assert page.is_visible("#image-preview img")
+
+
+@pytest.mark.parametrize("how", ["paste", "drop"])
+def test_a_pasted_or_dropped_image_is_recognised(page, recognizer, how):
+    data = base64.b64encode(IMAGE.read_bytes()).decode()
+    with page.expect_response(lambda r: r.url.endswith("/recognize")) as r:
+        page.evaluate(
+            """([data, how]) => {
+              const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+              const dt = new DataTransfer();
+              dt.items.add(new File([bytes], 'formula.png', {type: 'image/png'}));
+              const init = {bubbles: true, cancelable: true};
+              const event = how === 'paste'
+                ? new ClipboardEvent('paste', {...init, clipboardData: dt})
+                : new DragEvent('drop', {...init, dataTransfer: dt});
+              // A paste goes to the page; a drop lands on the canvas, away from the drop zone.
+              const target = how === 'paste' ? document.body : document.querySelector('#ink');
+              target.dispatchEvent(event);
+            }""",
+            [data, how],
+        )
+    assert r.value.json()["latex"] == recognizer.recognize_file(IMAGE).latex
+    assert page.get_attribute("#tab-image", "aria-selected") == "true"
+
+
+def test_a_photo_over_the_payload_limit_is_scaled_down_first(page, tmp_path):
+    # The CROHME image enlarged, with sensor-like noise so PNG cannot compress it below 4 MB.
+    ink = Image.open(IMAGE).convert("L").resize((2600, 1300), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(0).integers(-12, 12, (1300, 2600, 3))
+    pixels = np.clip(np.asarray(ink)[..., None].astype(int) + noise, 0, 255).astype(np.uint8)
+    big = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(big)
+    assert big.stat().st_size > 5 * 1024 * 1024
+
+    page.click("#tab-image")
+    with page.expect_response(lambda r: r.url.endswith("/recognize")) as r:
+        page.set_input_files("#file", str(big))
+    assert r.value.ok, r.value.text()
+    caption = page.text_content("#image-preview-caption")  # "...: scaled down from A MB to B MB"
+    sent_mb = float(re.search(r"scaled down from [\d.]+ MB to ([\d.]+) MB", caption).group(1))
+    assert sent_mb <= 4.0
+    assert page.evaluate("document.querySelector('#image-preview-img').naturalWidth") <= 2000
+    page.wait_for_selector("#preview .katex")
+
+
+def test_editing_the_latex_updates_the_live_preview(page):
+    replay_inkml(page, INKML / "27_em_120.inkml")
+    recognise_and_capture(page)
+    page.fill("#latex", r"\frac{a}{b} + \sqrt{15}")
+    assert shown_latex(page) == r"\frac{a}{b} + \sqrt{15}"
+    assert page.locator("#preview .mfrac, #preview .sqrt").count() >= 2
+    assert page.is_visible("#revert")
+
+    page.fill("#latex", r"\frac{a}{")
+    assert page.is_visible("#preview-error")
+    assert "Not valid LaTeX" in page.text_content("#preview-error")
+    assert page.get_attribute("#latex", "aria-invalid") == "true"
+
+    page.click("#revert")
+    assert page.is_hidden("#preview-error") and page.is_hidden("#revert")
+
+    # One click puts an alternative in the editor (the tiny model's may not even parse).
+    alternatives = page.locator("#alternatives button")
+    if alternatives.count():
+        page.click("#alternatives-block summary")
+        alternatives.first.click()
+        assert page.input_value("#latex") == alternatives.first.get_attribute("data-latex")
+        assert page.is_visible("#revert")
+
+
+def test_the_csp_blocks_inline_script_and_the_app_needs_none(page):
+    replay_inkml(page, INKML / "27_em_120.inkml")
+    recognise_and_capture(page)
+    page.wait_for_selector("#preview .katex")  # KaTeX rendered, styles and all
+    assert page.evaluate("window.__cspViolations") == []
+
+    page.evaluate(
+        """() => { const s = document.createElement('script');
+                   s.textContent = 'window.__inlineRan = true'; document.body.append(s); }"""
+    )
+    page.wait_for_function("() => window.__cspViolations.length > 0")
+    assert page.evaluate("window.__inlineRan") is None
+    violations = page.evaluate("window.__cspViolations")
+    assert [v["directive"] for v in violations] == ["script-src-elem"]
+    page.evaluate("window.__cspViolations = []")  # the fixture checks the app made none
+
+
+def test_a_rejected_input_shows_the_apis_reason(page, tmp_path):
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(IMAGE.read_bytes()[:64])  # a real file, cut short in transfer
+    page.click("#tab-image")
+    with page.expect_response(lambda r: r.url.endswith("/recognize")) as r:
+        page.set_input_files("#file", str(truncated))
+    assert r.value.status == 400
+    page.wait_for_selector("#banner:not([hidden])")
+    message = r.value.json()["message"]
+    assert message.startswith("not a readable image")
+    assert page.text_content("#banner-text") == message[0].upper() + message[1:]
+
+    page.click("#banner-close")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x^2")
+    page.set_input_files("#file", str(notes))
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "is not an image" in page.text_content("#banner-text")
+
+
+def test_an_unreachable_api_says_so(browser, stack):
+    # Only config.json is replaced (pointing at a closed port); API calls go out unaltered.
+    def config(route):
+        body = {"apiUrl": "http://127.0.0.1:9", "local": True}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page = open_app(browser, stack, routes={"**/config.json": config})
+    try:
+        page.wait_for_selector("#banner:not([hidden])")
+        text = page.text_content("#banner-text")
+        assert "cannot be reached" in text and "http://127.0.0.1:9" in text
+        assert page.is_hidden("#sign-in")  # no sign-in without its settings
+    finally:
+        page.context.close()
+
+
+def test_the_keyboard_reaches_everything(page):
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.focus("#tab-draw")
+    page.keyboard.press("ArrowRight")  # the ARIA tabs pattern
+    assert page.get_attribute("#tab-image", "aria-selected") == "true"
+    assert page.evaluate("document.activeElement.id") == "tab-image"
+    page.keyboard.press("Tab")  # into the image panel: the file chooser
+    assert page.evaluate("document.activeElement.id") == "file"
+    page.focus("#tab-image")
+    page.keyboard.press("ArrowLeft")
+    drawn = replay_inkml(page, INKML / "RIT_2014_19.inkml")
+    page.focus("#ink")
+    with page.expect_request(lambda r: r.url.endswith("/recognize")) as request:
+        page.keyboard.press("Control+Enter")
+    assert len(request.value.post_data_json["strokes"]) == drawn
+    page.wait_for_selector("#preview .katex")
+    page.focus("#latex")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "copy"
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".toast-visible")
+    assert page.text_content("#toast") == "LaTeX copied to the clipboard."

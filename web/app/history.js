@@ -1,0 +1,197 @@
+// The signed-in user's history (GET /predictions, newest first, cursor-paginated): a thumbnail
+// of each input (GET /predictions/{id}/input, fetched with the token, shown from a blob URL),
+// the rendered LaTeX, the feedback status; open an entry to correct it, or delete it.
+import { $, h, percent, showOnly, when } from './dom.js';
+import { renderOrCode } from './math.js';
+import { feedbackOf, feedbackText } from './result.js';
+
+const PAGE_SIZE = 10;
+const STATES = ['history-signed-out', 'history-empty', 'history-busy'];
+
+export class HistoryView {
+  /**
+   * @param {import('./api.js').Api} api
+   * @param {{fail: (error: Error) => void, notify: (text: string) => void, isSignedIn: () => boolean,
+   *          open: (record: object) => void, confirm: (text: string) => Promise<boolean>}} app
+   */
+  constructor(api, app) {
+    this.api = api;
+    this.app = app;
+    this.cursors = [null]; // cursors[i] starts page i
+    this.page = 0;
+    this.next = null;
+    this.urls = []; // thumbnails' blob URLs, revoked when the page changes
+    this.loading = 0;
+    $('#history-older').addEventListener('click', () => this.#go(this.page + 1));
+    $('#history-newer').addEventListener('click', () => this.#go(this.page - 1));
+    $('#history-refresh').addEventListener('click', () => this.reload());
+  }
+
+  /** From the first page again (after a new prediction, a sign-in, a refresh). */
+  reload() {
+    this.cursors = [null];
+    return this.#go(0);
+  }
+
+  async #go(page) {
+    if (!this.app.isSignedIn()) {
+      this.#clear();
+      showOnly(STATES, 'history-signed-out');
+      this.#pager(false);
+      return;
+    }
+    if (page > 0 && this.cursors[page] == null) return;
+    const ticket = ++this.loading;
+    showOnly(STATES, 'history-busy');
+    let answer;
+    try {
+      answer = await this.api.history(PAGE_SIZE, this.cursors[page]);
+    } catch (error) {
+      if (ticket === this.loading) {
+        showOnly(STATES, null);
+        this.app.fail(error);
+      }
+      return;
+    }
+    if (ticket !== this.loading) return; // a later request superseded this one
+    this.page = page;
+    this.next = answer.next_cursor || null;
+    this.cursors[page + 1] = this.next;
+    this.#clear();
+    const items = answer.items || [];
+    showOnly(STATES, items.length || page > 0 ? null : 'history-empty');
+    $('#history-list').replaceChildren(...items.map((item) => this.#row(item)));
+    this.#pager(true);
+  }
+
+  #pager(active) {
+    document.querySelector('.pager').hidden = !active || (this.page === 0 && !this.next);
+    $('#history-newer').disabled = !active || this.page === 0;
+    $('#history-older').disabled = !active || !this.next;
+    $('#history-page').textContent = active && (this.page > 0 || this.next) ? `Page ${this.page + 1}` : '';
+  }
+
+  #clear() {
+    for (const url of this.urls) URL.revokeObjectURL(url);
+    this.urls = [];
+    $('#history-list').replaceChildren();
+  }
+
+  #row(item) {
+    const time = when(item.created_at);
+    const thumb = h('img', { class: 'thumb', alt: 'Input', width: 160, height: 64, decoding: 'async' });
+    const math = h('div', { class: 'history-math' });
+    if (item.status === 'error') {
+      math.append(h('p', { class: 'field-error' }, item.error || 'This input could not be recognised.'));
+    } else {
+      renderOrCode(math, item.latex, { display: false });
+    }
+    const badges = [h('span', { class: `badge badge-${sourceKind(item)}` }, sourceLabel(item))];
+    const feedback = feedbackOf(item);
+    if (feedback) badges.push(h('span', { class: 'badge badge-feedback', title: feedback.latex || feedback.corrected_latex || '' }, feedbackText(feedback)));
+    if (item.confidence != null) badges.push(h('span', { class: 'badge' }, `confidence ${percent(item.confidence)}`));
+
+    const row = h(
+      'li',
+      { class: 'history-item card', dataset: { id: item.id } },
+      h('div', { class: 'thumb-frame' }, thumb),
+      h(
+        'div',
+        { class: 'history-body' },
+        math,
+        h('code', { class: 'history-source' }, item.latex || ''),
+        h('p', { class: 'history-meta muted small' }, h('time', { datetime: item.created_at, title: time.title }, time.text), ...badges),
+      ),
+      h(
+        'div',
+        { class: 'history-actions' },
+        item.status === 'error'
+          ? null
+          : h('button', { class: 'button', type: 'button', 'aria-label': `Open ${item.latex || 'this prediction'} to correct it`, onclick: () => this.app.open(item) }, 'Open'),
+        h('button', { class: 'button button-quiet button-danger-text', type: 'button', 'aria-label': `Delete ${item.latex || 'this prediction'}`, onclick: () => this.#delete(item, row) }, 'Delete'),
+      ),
+    );
+    this.#thumbnail(item, thumb);
+    return row;
+  }
+
+  async #thumbnail(item, img) {
+    try {
+      const blob = await cropToInk(await this.api.inputImage(item.id));
+      const url = URL.createObjectURL(blob);
+      this.urls.push(url);
+      img.src = url;
+      img.alt = item.input_kind === 'image' ? 'The uploaded image' : 'The handwriting, as drawn';
+    } catch {
+      img.replaceWith(h('span', { class: 'thumb-missing muted small' }, 'no preview'));
+    }
+  }
+
+  async #delete(item, row) {
+    const yes = await this.app.confirm(item.latex ? `“${item.latex}” and its input will be erased.` : 'Its input and result will be erased.');
+    if (!yes) return;
+    try {
+      await this.api.deletePrediction(item.id);
+    } catch (error) {
+      this.app.fail(error);
+      return;
+    }
+    row.remove();
+    this.app.notify('Deleted.');
+    if (!$('#history-list').children.length) this.#go(this.page > 0 ? this.page - 1 : 0);
+  }
+}
+
+function sourceKind(item) {
+  if (item.source === 'upload') return 'upload';
+  return item.input_kind === 'image' ? 'image' : 'ink';
+}
+
+function sourceLabel(item) {
+  return { upload: 'large photo', image: 'image', ink: item.input_kind === 'inkml' ? 'InkML' : 'drawn' }[sourceKind(item)];
+}
+
+/**
+ * An input cropped to its writing (dark on light: rendered ink, a scan, a photo of paper), so a
+ * wide formula fills its thumbnail instead of a thin band across a square. Works on a copy at
+ * most THUMB_WORK px on a side; anything it cannot read is shown as it is.
+ */
+const THUMB_WORK = 640;
+
+async function cropToInk(blob, pad = 8) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob);
+  } catch {
+    return blob;
+  }
+  const scale = Math.min(1, THUMB_WORK / Math.max(bitmap.width, bitmap.height));
+  const width = Math.max(1, Math.round(bitmap.width * scale));
+  const height = Math.max(1, Math.round(bitmap.height * scale));
+  const canvas = h('canvas', { width, height });
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, width, height);
+  ctx.drawImage(bitmap, 0, 0, width, height);
+  bitmap.close();
+  const { data } = ctx.getImageData(0, 0, width, height);
+  let [left, top, right, bottom] = [width, height, -1, -1];
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      if (data[(y * width + x) * 4] < 160) {
+        left = Math.min(left, x);
+        right = Math.max(right, x);
+        top = Math.min(top, y);
+        bottom = Math.max(bottom, y);
+      }
+    }
+  }
+  if (right < 0) return blob; // blank: leave it as it is
+  left = Math.max(0, left - pad);
+  top = Math.max(0, top - pad);
+  const w = Math.min(width, right + pad + 1) - left;
+  const hgt = Math.min(height, bottom + pad + 1) - top;
+  const out = h('canvas', { width: w, height: hgt });
+  out.getContext('2d').drawImage(canvas, left, top, w, hgt, 0, 0, w, hgt);
+  return new Promise((resolve) => out.toBlob((b) => resolve(b || blob), 'image/png'));
+}

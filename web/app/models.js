@@ -1,0 +1,157 @@
+// Model status: the production version and its metrics (GET /models), and the feedback loop's
+// state (GET /retraining): corrections pending towards the threshold, the running job, and the
+// latest promotion decisions with their scores and reasons.
+import { $, h, percent, when } from './dom.js';
+
+const LABELS = {
+  exprate: 'Expressions exactly right',
+  le1: 'Within one token edit',
+  le2: 'Within two token edits',
+  token_accuracy: 'Token accuracy',
+  wer: 'Token error rate',
+  bleu: 'BLEU',
+  count: 'Evaluated expressions',
+  samples: 'Evaluated expressions',
+  latency_ms: 'Latency (ms)',
+};
+const RATES = new Set(['exprate', 'le1', 'le2', 'token_accuracy', 'wer', 'bleu']);
+
+/** Nested metrics -> [[label, value text]], e.g. {"crohme2014": {"exprate": 0.4}}. */
+export function metricRows(metrics, prefix = '') {
+  const rows = [];
+  for (const [key, value] of Object.entries(metrics || {})) {
+    const label = prefix ? `${prefix} · ${LABELS[key] || key}` : LABELS[key] || key;
+    if (value && typeof value === 'object' && !Array.isArray(value)) rows.push(...metricRows(value, label));
+    else if (typeof value === 'number') rows.push([label, RATES.has(key) && value <= 1 ? percent(value) : value.toLocaleString(undefined, { maximumFractionDigits: 3 })]);
+    else if (value != null) rows.push([label, String(value)]);
+  }
+  return rows;
+}
+
+function table(rows, caption) {
+  return h(
+    'table',
+    { class: 'kv' },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, v)))),
+  );
+}
+
+function timeOf(iso) {
+  const t = when(iso);
+  return h('time', { datetime: iso, title: t.title }, t.text);
+}
+
+export class ModelsView {
+  /** @param {import('./api.js').Api} api */
+  constructor(api, app) {
+    this.api = api;
+    this.app = app;
+    $('#models-refresh').addEventListener('click', () => this.load());
+  }
+
+  /** Only the production version, for the footer. */
+  async loadVersion() {
+    const models = await this.api.models();
+    if (models.production?.version) $('#footer-model').textContent = `Model ${models.production.version}.`;
+  }
+
+  async load() {
+    const [models, retraining] = await Promise.allSettled([this.api.models(), this.api.retraining()]);
+    this.#production(models);
+    this.#retraining(retraining, models.value);
+    if (models.status === 'rejected') this.app.fail(models.reason);
+  }
+
+  #production(result) {
+    const box = $('#production');
+    if (result.status === 'rejected') {
+      box.replaceChildren(h('p', { class: 'field-error' }, result.reason.message));
+      return;
+    }
+    const { production = {}, loaded_version: loaded } = result.value;
+    if (!production.version) {
+      box.replaceChildren(h('p', {}, 'No model is in production yet: the API answers 503 until one is promoted.'));
+      return;
+    }
+    $('#footer-model').textContent = `Model ${production.version}.`;
+    const rows = metricRows(production.metrics);
+    box.replaceChildren(
+      h('p', { class: 'version' }, h('span', { class: 'muted' }, 'Version '), h('code', {}, production.version)),
+      h(
+        'p',
+        { class: 'muted small' },
+        production.since ? ['In production since ', timeOf(production.since), '. '] : null,
+        loaded && loaded !== production.version ? `This API instance still serves ${loaded}; it switches within a minute.` : null,
+      ),
+      rows.length ? table(rows, 'Evaluation metrics') : h('p', { class: 'muted' }, 'No evaluation metrics were recorded for this version.'),
+    );
+  }
+
+  #retraining(result, models) {
+    const box = $('#retraining');
+    const parts = [];
+    let decisions = models?.latest_decision ? [models.latest_decision] : [];
+    if (result.status === 'rejected') {
+      const status = result.reason.status;
+      const text =
+        status === 401
+          ? 'Sign in to see how many corrections are waiting for the next retraining.'
+          : status === 404 || status === 501
+            ? 'This API does not report retraining yet.'
+            : result.reason.message;
+      parts.push(h('p', { class: 'muted' }, text));
+    } else {
+      const info = result.value || {};
+      const pending = Number(info.pending) || 0;
+      const threshold = Number(info.threshold) || 0;
+      parts.push(
+        h('p', { id: 'pending-label', class: 'pending' }, h('strong', {}, String(pending)), threshold ? ` of ${threshold}` : '', ' corrections waiting for the next retraining'),
+        h('progress', { max: String(threshold || 1), value: String(Math.min(pending, threshold || 1)), 'aria-labelledby': 'pending-label' }),
+        this.#job(info.running_job),
+      );
+      if (info.decisions?.length) decisions = info.decisions;
+    }
+    parts.push(h('h3', {}, 'Latest decisions'));
+    parts.push(
+      decisions.length
+        ? h('ul', { class: 'decisions' }, decisions.slice(0, 5).map((d) => this.#decision(d)))
+        : h('p', { class: 'muted small' }, 'No candidate has been evaluated yet.'),
+    );
+    box.replaceChildren(...parts);
+  }
+
+  /** The batch being trained on ({state: claimed | training, job, started_at, size}). */
+  #job(job) {
+    if (!job) return h('p', { class: 'muted small' }, 'No training job is running.');
+    return h(
+      'p',
+      {},
+      job.state === 'claimed' ? 'A batch is claimed and its training job is starting' : 'Training now',
+      job.job ? [': ', h('code', {}, job.job)] : '',
+      job.size ? `, on ${job.size} corrections` : '',
+      job.started_at ? [', started ', timeOf(job.started_at)] : '',
+      '.',
+    );
+  }
+
+  /** A promotion decision: promoted | rejected | failed, both models' scores, the reason. */
+  #decision(d) {
+    const badge = { promoted: ['badge-good', 'promoted'], rejected: ['badge-neutral', 'kept production'], failed: ['badge-bad', 'training failed'] }[d.decision] || ['badge-neutral', d.decision || '?'];
+    const metric = d.metric || 'exprate';
+    const candidate = d.candidate?.eval?.[metric];
+    const production = d.production?.eval?.[metric];
+    return h(
+      'li',
+      { class: 'decision' },
+      h('span', { class: `badge ${badge[0]}` }, badge[1]),
+      ' ',
+      d.candidate?.version ? h('code', {}, d.candidate.version) : d.job ? h('code', {}, d.job) : null,
+      typeof candidate === 'number' && typeof production === 'number'
+        ? ` ${LABELS[metric] || metric}: ${percent(candidate)} vs ${percent(production)} in production`
+        : '',
+      d.decided_at ? h('span', { class: 'muted small' }, ' · ', timeOf(d.decided_at)) : null,
+      d.reason ? h('span', { class: 'muted small decision-reason' }, d.reason) : null,
+    );
+  }
+}
