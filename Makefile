@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install install-serve run test lint unit pipeline-tiny sam-checks bench verify gpu-data clean
+.PHONY: install install-serve run monitor test lint unit pipeline-tiny sam-checks bench verify gpu-data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ web/node_modules/.installed: web/package-lock.json
 # The whole system on this machine: AWS emulator, API gateway with the web UI, the model.
 run: install
 	inktex up
+
+# Prometheus (Debian: apt-get install -y prometheus) scraping the running stack's /metrics,
+# with infra/prometheus/alerts.yml: http://127.0.0.1:9090 (docs/monitoring.md).
+monitor:
+	inktex monitor
 
 lint: install
 	ruff check .

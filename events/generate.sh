@@ -96,7 +96,12 @@ events = {
                                                  "consent": True}).encode(),
                                      "application/json"),
     "api_get_retraining.json": http("GET", "/retraining", "/retraining"),
+    "api_metrics.json": http("GET", "/metrics", "/metrics", signed_in=False),
+    "api_stats.json": http("GET", "/stats", "/stats", query={"hours": "24"}),
 }
+# Prometheus's scrape: no JWT, the metrics token as a bearer (template.yaml MetricsTokenSecret)
+events["api_metrics.json"]["headers"]["authorization"] = "Bearer example-metrics-token"
+events["api_metrics.json"]["headers"]["accept"] = "text/plain;version=0.0.4"
 
 s3 = json.loads((tmp / "s3.json").read_text())
 record = s3["Records"][0]

@@ -22,7 +22,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from functions.common import feedback, promotion, retraining, service, submissions, wiring
+from functions.common import (
+    feedback,
+    promotion,
+    retraining,
+    service,
+    submissions,
+    telemetry,
+    wiring,
+)
 from functions.common.models import ModelUnavailable
 from functions.common.store import ID_PATTERN
 from inktex.errors import InputError
@@ -195,6 +203,12 @@ def create_feedback(correction: FeedbackRequest):
     metrics.add_metric(name=f"Feedback{outcome}", unit=MetricUnit.Count, value=1)
     if created and item["held"]:
         metrics.add_metric(name="FeedbackHeld", unit=MetricUnit.Count, value=1)
+    if created:  # the online accuracy (CloudWatch alarm: template.yaml)
+        confirmed = item["assessment"]["kind"] == "confirmation"
+        metrics.add_metric(name="FeedbackAssessed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="FeedbackConfirmations", unit=MetricUnit.Count, value=int(confirmed)
+        )
     logger.info("feedback", extra={"feedback_id": item["id"], "new": created, "held": item["held"]})
     return _json(201 if created else 200, {**_public(item), "duplicate": not created})
 
@@ -285,6 +299,7 @@ def route_not_found(exc: Exception) -> Response:
     return _error(404, f"no route {app.current_event.http_method} {app.current_event.path}")
 
 
+@telemetry.instrument
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:

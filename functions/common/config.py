@@ -31,6 +31,9 @@ class Settings:
     promotion_metric: str = "exprate"
     promotion_margin: float = 0.0  # the candidate must beat production by more than this
     eval_limit: int = 0  # evaluation images per set; 0 = all
+    # Monitoring (issue 10): the bearer token Prometheus sends, and the compaction batch.
+    metrics_token_secret: str = ""  # Secrets Manager secret id (template.yaml)
+    metrics_compaction_batch: int = 500  # deltas folded per scrape: bounds its cost
 
     @property
     def job_prefix(self) -> str:
@@ -61,4 +64,6 @@ class Settings:
             promotion_metric=env.get("PROMOTION_METRIC", "exprate"),
             promotion_margin=float(env.get("PROMOTION_MARGIN", "0")),
             eval_limit=int(env.get("EVAL_LIMIT", "0")),
+            metrics_token_secret=env.get("METRICS_TOKEN_SECRET", ""),
+            metrics_compaction_batch=int(env.get("METRICS_COMPACTION_BATCH", "500")),
         )

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.common import telemetry
 from inktex.errors import InkTeXError, ModelPackageError
 from inktex.runtime import OnnxRecognizer
 
@@ -68,6 +69,7 @@ class ModelCache:
         failed = self._failed.get(version)
         if failed and self._clock() - failed[0] < self.retry_after_s:
             return self._fallback(failed[1])
+        started = self._clock()
         try:
             path = self._fetch(version)
             recognizer = self._load(path)
@@ -79,15 +81,18 @@ class ModelCache:
             reason = f"model {version} cannot be served: {exc}"
             self._failed[version] = (self._clock(), reason)
             self._on_failure(version, reason)
+            telemetry.error("ModelPackageInvalid")
             log.error(reason)
             return self._fallback(reason)
         self._failed.pop(version, None)
+        telemetry.model_loaded(self._clock() - started)
         self._swap(recognizer, path)
         return recognizer
 
     def _fallback(self, reason: str) -> Recognizer:
         if self.current is not None:
             return self.current  # warm: keep serving what we have
+        telemetry.error("ModelUnavailable")
         raise ModelUnavailable(reason)
 
     def _swap(self, recognizer: Recognizer, path: Path) -> None:

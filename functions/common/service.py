@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
-from functions.common import submissions
+from functions.common import submissions, telemetry
 from functions.common.store import ANONYMOUS, PredictionStore, check_owner, input_key, iso
 from functions.common.store import prediction_id as new_prediction_id
 from inktex.errors import InputError
@@ -49,6 +49,7 @@ def create_prediction(
         **result.to_dict(),
     }
     store.put_record(record)
+    telemetry.prediction(record)
     return record
 
 
@@ -127,4 +128,8 @@ def process_upload(
             raise
         record.update(status="error", error=f"the upload is gone: {obj.key}")
     created = store.put_record(record, only_if_new=True)
+    if created and record["status"] == "ok":
+        telemetry.prediction(record)
+    elif created:
+        telemetry.error("UnusableUpload")
     return ("created" if created else "duplicate"), record if created else None

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.config import Config
 
+from functions.common import telemetry
 from functions.common.config import Settings
 from functions.common.feedback import FeedbackStore
 from functions.common.models import ModelCache
@@ -43,6 +44,7 @@ class Services:
 
 
 def build(settings: Settings, s3, ssm, on_model_failure=None) -> Services:
+    telemetry.configure(s3, settings.data_bucket)  # each invocation's metrics delta goes there
     registry = ModelRegistry(s3, ssm, settings.model_bucket, settings.alias_prefix)
     provider = SSMProvider(boto3_client=ssm)
     name = registry.parameter_name("production")

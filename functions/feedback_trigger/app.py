@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common import retraining, wiring
+from functions.common import retraining, telemetry, wiring
 
 logger = Logger()
 metrics = Metrics()
@@ -36,6 +36,7 @@ def handle_event(event: S3Event, services: wiring.Services) -> dict:
     return outcome
 
 
+@telemetry.instrument
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 @event_source(data_class=S3Event)

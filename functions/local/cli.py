@@ -306,6 +306,38 @@ def run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_monitor(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "monitor",
+        help="Prometheus (Debian's package) scraping the running local stack",
+        description="Starts prometheus on 127.0.0.1:--port with infra/prometheus/prometheus.yml "
+        "pointed at the local stack's GET /metrics and its token, and the alert rules of "
+        "infra/prometheus/alerts.yml. Runs until Ctrl-C; its data stays in the state folder.",
+    )
+    p.add_argument("--port", type=int, default=9090)
+    p.add_argument("--scrape-interval", default=None, help="e.g. 5s (default: the config's)")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_monitor)
+
+
+def run_monitor(args: argparse.Namespace) -> int:
+    from functions.local import monitor
+    from functions.local.stack import running_info
+
+    state_dir = _state_dir(args)
+    info = running_info(state_dir)
+    if info is None:
+        print(f"no local stack is up with {state_dir}: `inktex up` first", file=sys.stderr)
+        return 1
+    work = state_dir / "prometheus"
+    config = monitor.render_config(info, work, args.scrape_interval)
+    command = monitor.prometheus_command(config, work / "data", args.port)
+    print(f"Prometheus on http://127.0.0.1:{args.port} scraping {info['metrics']['url']}")
+    print(f"  alerts: http://127.0.0.1:{args.port}/alerts   graphs: /graph   consoles: /consoles")
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
 def add_token(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "token",
@@ -350,4 +382,4 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [add_up, add_down, add_status, add_info, add_logs, add_token]
+COMMANDS = [add_up, add_down, add_status, add_info, add_logs, add_token, add_monitor]

@@ -122,9 +122,11 @@ def notification_queue(stack: Stack, function: str, event: str) -> str:
     return f"{stack.stack_name}-{function}-{event}"
 
 
-def provision(stack: Stack, endpoint: str) -> dict:
+def provision(stack: Stack, endpoint: str, secret_values: dict[str, str] | None = None) -> dict:
     """Create what template.yaml declares and moto can hold; idempotent (an existing bucket
-    or parameter is left as it is: CloudFormation sets a parameter's first value only)."""
+    or parameter is left as it is: CloudFormation sets a parameter's first value only).
+    Secrets get `secret_values[logical id]` (the local stack keeps them in its state folder,
+    as CloudFormation would generate them once)."""
     s3 = client("s3", endpoint, stack.region)
     ssm = client("ssm", endpoint, stack.region)
     sqs = client("sqs", endpoint, stack.region)
@@ -147,6 +149,23 @@ def provision(stack: Stack, endpoint: str) -> dict:
                 Type=spec["type"],
                 Description=spec["description"][:1024],
             )
+    if secret_values:
+        secretsmanager = client("secretsmanager", endpoint, stack.region)
+        for logical_id, spec in stack.secrets().items():
+            if logical_id not in secret_values:
+                continue
+            try:
+                secretsmanager.create_secret(
+                    Name=spec["name"],
+                    Description=spec["description"],
+                    SecretString=secret_values[logical_id],
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ResourceExistsException":
+                    raise
+                secretsmanager.put_secret_value(
+                    SecretId=spec["name"], SecretString=secret_values[logical_id]
+                )
     queues = {}
     for name in stack.queues().values():
         queues[name] = sqs.create_queue(QueueName=name)["QueueUrl"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -167,7 +168,7 @@ class LocalStack:
         self.moto.start()
         endpoint = self.moto.endpoint
         restored = emulator.restore(self.stack, endpoint, self.state_dir)
-        provisioned = emulator.provision(self.stack, endpoint)
+        provisioned = emulator.provision(self.stack, endpoint, self.secret_values())
         self._register_model(endpoint)
         self._start_functions(endpoint)
         self._start_pollers(endpoint, provisioned)
@@ -194,6 +195,22 @@ class LocalStack:
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
     # --- parts ------------------------------------------------------------------------------
+
+    def secret_path(self, logical_id: str) -> Path:
+        return self.state_dir / "secrets" / logical_id
+
+    def secret_values(self) -> dict[str, str]:
+        """Each template secret's value: generated once, kept in the state folder (mode 0600),
+        so a restart keeps it and a local Prometheus can read it as its credentials file."""
+        values = {}
+        for logical_id, spec in self.stack.secrets().items():
+            path = self.secret_path(logical_id)
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch(mode=0o600)
+                path.write_text(secrets.token_urlsafe(spec["length"])[: spec["length"]])
+            values[logical_id] = path.read_text().strip()
+        return values
 
     def _register_model(self, endpoint: str) -> None:
         from functions.common.registry import ModelRegistry
@@ -323,6 +340,11 @@ class LocalStack:
             "resources": outputs,
             "functions": {k: f.name for k, f in self.stack.functions().items()},
             "logs": {k: str(r.log_path) for k, r in self.runtimes.items()},
+            "secrets": {k: str(self.secret_path(k)) for k in self.stack.secrets()},
+            "metrics": {
+                "url": f"{s.api_url}/metrics",
+                "token_file": str(self.secret_path("MetricsTokenSecret")),
+            },
             "auth": {
                 "issuer": self.gateway.issuer.issuer if self.gateway else None,
                 "audience": self.gateway.issuer.audience if self.gateway else None,

@@ -199,6 +199,8 @@ class Stack:
             )
         if kind == "AWS::SSM::Parameter":
             return self.resolve(props["Name"])
+        if kind == "AWS::SecretsManager::Secret":  # an ARN in AWS; the name works as an id too
+            return self.resolve(props.get("Name")) or f"{self.stack_name}-{logical_id}"
         if kind == "AWS::SQS::Queue":
             return f"http://sqs.{self.region}.localhost/{self.account_id}/{self.queue_name(logical_id)}"
         if kind == "AWS::Cognito::UserPool":
@@ -309,6 +311,19 @@ class Stack:
                 "type": props.get("Type", "String"),
                 "value": str(props["Value"]),
                 "description": props.get("Description", ""),
+            }
+        return found
+
+    def secrets(self) -> dict[str, dict]:
+        """logical id -> {"name", "description", "length"} (the value is generated locally)."""
+        found = {}
+        for logical_id, resource in self.of_type("AWS::SecretsManager::Secret").items():
+            props = self.resolve(resource.get("Properties") or {})
+            generate = props.get("GenerateSecretString") or {}
+            found[logical_id] = {
+                "name": self.physical_id(logical_id),
+                "description": props.get("Description", ""),
+                "length": int(generate.get("PasswordLength", 32)),
             }
         return found
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common import promotion, wiring
+from functions.common import promotion, telemetry, wiring
 
 logger = Logger()
 metrics = Metrics()
@@ -48,6 +48,7 @@ def handle_event(event: EventBridgeEvent, services: wiring.Services) -> dict:
     return {**facts, "decision": decision}
 
 
+@telemetry.instrument
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 @event_source(data_class=EventBridgeEvent)

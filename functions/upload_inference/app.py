@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common import service, wiring
+from functions.common import service, telemetry, wiring
 
 logger = Logger()
 metrics = Metrics()
@@ -57,6 +57,7 @@ def handle_event(event: S3Event, services: wiring.Services) -> list[dict]:
     return summaries
 
 
+@telemetry.instrument
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 @event_source(data_class=S3Event)

@@ -385,7 +385,11 @@ def test_s3_notifications_carry_the_sample_events_shape(tmp_path):
     moto.start()
     try:
         provisioned = emulator.provision(stack, moto.endpoint)
-        (delivery,) = [d for d in provisioned["deliveries"] if d["source"] == "s3"]
+        (delivery,) = [
+            d
+            for d in provisioned["deliveries"]
+            if d["source"] == "s3" and d["notification"].function == "UploadInferenceFunction"
+        ]
         notification = delivery["notification"]
         s3 = emulator.client("s3", moto.endpoint, stack.region)
         sqs = emulator.client("sqs", moto.endpoint, stack.region)

@@ -51,7 +51,8 @@ def test_recognize_is_anonymous_and_in_no_history(aws, production, lambda_contex
     status, body, _ = call(load_event("api_recognize.json"), lambda_context)
     assert status == 200, body
     assert body["model_version"] == production and body["latex"] and "owner" not in body
-    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=aws.data_bucket)["Contents"]]
+    listed = aws.s3.list_objects_v2(Bucket=aws.data_bucket)["Contents"]
+    keys = [o["Key"] for o in listed if not o["Key"].startswith("metrics/")]  # counts, no data
     assert sorted(keys) == sorted(
         [f"inputs/_anonymous/{body['id']}.json", f"predictions/_anonymous/{body['id']}.json"]
     )
@@ -144,7 +145,8 @@ def test_bad_input_is_a_4xx_with_a_reason(
     event = with_body(load_event("api_recognize.json"), payload, content_type)
     got, body, _ = call(event, lambda_context)
     assert got == status and words.lower() in body["message"].lower()
-    assert "Contents" not in aws.s3.list_objects_v2(Bucket=aws.data_bucket)  # nothing stored
+    listed = aws.s3.list_objects_v2(Bucket=aws.data_bucket).get("Contents", [])
+    assert [o for o in listed if not o["Key"].startswith("metrics/")] == []  # nothing stored
 
 
 def test_history_lists_newest_first_and_pages(aws, production, lambda_context):
@@ -201,8 +203,9 @@ def test_delete_erases_record_and_input_every_version(aws, production, lambda_co
         at(load_event("api_delete_prediction.json"), record["id"]), lambda_context
     )
     assert status == 204 and body is None
-    versions = aws.s3.list_object_versions(Bucket=aws.data_bucket)
-    assert "Versions" not in versions and "DeleteMarkers" not in versions
+    for prefix in ("inputs/", "predictions/"):  # (metrics/ holds counts, no user data)
+        versions = aws.s3.list_object_versions(Bucket=aws.data_bucket, Prefix=prefix)
+        assert "Versions" not in versions and "DeleteMarkers" not in versions
     status, _, _ = call(at(load_event("api_get_prediction.json"), record["id"]), lambda_context)
     assert status == 404
 
