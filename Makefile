@@ -38,6 +38,8 @@ monitor:
 lint: install
 	ruff check .
 	ruff format --check .
+	# configure-aws-credentials has no release on a newer Node yet: its warning is known
+	actionlint -ignore 'runtime "node20" is deprecated' .github/workflows/*.yml
 
 unit: install
 	pytest
