@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from testkit import FIXTURES, require
 
 from inktex.data import crohme_root
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when `condition` fails, except in CI, where every test must run."""
-    if not condition:
-        if IN_CI:
-            pytest.fail(f"CI must run every test, but: {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

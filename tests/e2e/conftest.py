@@ -7,7 +7,6 @@ are never intercepted. Screenshots go to build/e2e/ (or $INKTEX_E2E_ARTIFACTS) a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import socket
@@ -15,14 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_kit import CHROMIUM, CHROMIUM_ARGS, REPO, TINY_MODEL, WEB, LocalStack, open_app
-
-# tests/conftest.py's `require` (skip locally, fail under CI=true), loaded by path: every
-# conftest.py is imported as the module `conftest`, so `from conftest import` is ambiguous.
-_spec = importlib.util.spec_from_file_location("_inktex_tests_root", REPO / "tests" / "conftest.py")
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-require = _root.require
+from e2e_kit import CHROMIUM, CHROMIUM_ARGS, TINY_MODEL, WEB, LocalStack, open_app
+from testkit import require
 
 
 def _free_port() -> int:

@@ -15,8 +15,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import require
 from test_local_stack import IMAGE, LocalStackClient, free_port, request
+from testkit import require
 
 from functions.local import monitor
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
+from testkit import require
 
 from inktex.data import SPLITS, crohme_root, data_root, read_labels
 from inktex.errors import BlankInputError, InkMLError, StrokesError

@@ -20,7 +20,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from conftest import require
+from testkit import require
 
 from inktex.data import SPLITS, read_labels
 from inktex.latex import normalize_latex, to_latex

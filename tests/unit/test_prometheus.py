@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require
+from testkit import require
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
 from PIL import Image
+from testkit import require
 
 from inktex.data import data_root
 from inktex.errors import BlankInputError, StrokesError

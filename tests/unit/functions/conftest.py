@@ -1,13 +1,10 @@
 """Fixtures for the functions' tests: moto-backed AWS, the tiny model in the registry, a
 Lambda context. Helpers live in lambda_testkit.py.
 
-pytest imports every conftest.py under the module name `conftest`, and test modules
-elsewhere do `from conftest import require`: so this one re-exports the root's helpers.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +16,6 @@ from moto import mock_aws
 
 from functions.common import wiring
 from functions.common.registry import ALIASES, ModelRegistry
-
-_spec = importlib.util.spec_from_file_location(
-    "_inktex_tests_root_conftest", Path(__file__).resolve().parents[2] / "conftest.py"
-)
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-require, IN_CI, FIXTURES = _root.require, _root.IN_CI, _root.FIXTURES
 
 
 def pytest_collection_modifyitems(items):

@@ -124,6 +124,35 @@ def test_unknown_or_someone_elses_prediction_is_404(aws, production, lambda_cont
     assert status == 422 and "prediction_id" in body["message"]
 
 
+def history(lambda_context, sub: str = "user-1") -> list[dict]:
+    status, body = call(as_user(load_event("api_list_predictions.json"), sub), lambda_context)
+    assert status == 200, body
+    return body["items"]
+
+
+def test_the_prediction_record_carries_its_feedback_status(aws, production, lambda_context):
+    corrected, confirmed, held = (predict(lambda_context) for _ in range(3))
+    send(lambda_context, {"prediction_id": corrected["id"], "latex": "x^{2}", "consent": True})
+    right = confirmed["latex"] or "x"
+    send(lambda_context, {"prediction_id": confirmed["id"], "latex": right, "consent": True})
+    send(lambda_context, {"prediction_id": held["id"], "latex": "y", "consent": False})
+    items = {item["id"]: item for item in history(lambda_context)}
+    note = items[corrected["id"]]["feedback"]
+    assert note["latex"] == "x ^ { 2 }" and note["at"] and note["consent"] is True
+    assert (note["status"], note["kind"]) in (("corrected", "correction"), ("held", "correction"))
+    if confirmed["latex"]:
+        assert items[confirmed["id"]]["feedback"]["status"] == "confirmed"
+    if held["tokens"] != ["y"]:
+        assert items[held["id"]]["feedback"]["status"] == "held"
+    # the note is part of the record (GET /predictions/{id}), and a later correction replaces it
+    send(lambda_context, {"prediction_id": corrected["id"], "latex": "x^{3}", "consent": True})
+    event = as_user(load_event("api_get_prediction.json"), "user-1")
+    event["pathParameters"] = {"prediction_id": corrected["id"]}
+    event["rawPath"] = f"/predictions/{corrected['id']}"
+    status, record = call(event, lambda_context)
+    assert status == 200 and record["feedback"]["latex"] == "x ^ { 3 }"
+
+
 def test_feedback_needs_a_signed_in_user(aws, production, lambda_context):
     event = load_event("api_create_feedback.json")
     event["requestContext"].pop("authorizer")

@@ -59,3 +59,13 @@ def test_parameter_overrides_apply():
     stack = Stack.from_file(TEMPLATE, {"Stage": "prod"})
     assert stack.conditions["IsProd"] is True
     assert stack.functions()["ApiFunction"].environment["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+
+def test_the_web_distribution_is_allowed_by_cors_and_sign_in_locally_too():
+    stack = Stack.from_file(TEMPLATE)
+    site = "https://inktex-local-webdistribution.cloudfront.invalid"  # no CloudFront here
+    assert stack.http_api().cors.allow_origins == [site, "http://localhost:3000"]
+    client = stack.resolve(stack.resources["UserPoolClient"]["Properties"])
+    assert client["CallbackURLs"][:2] == [f"{site}/", f"{site}/callback"]
+    assert client["LogoutURLs"][0] == f"{site}/"
+    assert stack.outputs()["WebUrl"] == f"{site}/"

@@ -36,3 +36,16 @@ def test_listing_reads_only_the_owners_prefix(aws):
     assert [r["owner"] for r in records] == ["alice"] and cursor is None
     with pytest.raises(InputError, match="cursor"):
         store.list_records("alice", after="garbage")
+
+
+def test_a_feedback_note_never_brings_back_a_deleted_record(aws):
+    store = PredictionStore(aws.s3, aws.data_bucket)
+    pid = prediction_id(datetime.now(UTC))
+    store.put_record({"id": pid, "owner": "alice", "latex": "x"})
+    note = {"status": "corrected", "latex": "y"}
+    assert store.note_feedback("alice", pid, note)
+    record = store.get_record("alice", pid)
+    assert record == {"id": pid, "owner": "alice", "latex": "x", "feedback": note}
+    aws.s3.delete_object(Bucket=aws.data_bucket, Key=record_key("alice", pid))
+    assert not store.note_feedback("alice", pid, note)
+    assert not store.exists("alice", pid)

@@ -1,0 +1,23 @@
+"""Helpers every test folder imports (`from testkit import require`).
+
+They live here, not in a conftest.py: pytest imports each conftest.py under the one module
+name `conftest`, so `from conftest import ...` would depend on which folder loaded last.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when `condition` fails, except in CI, where every test must run."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"CI must run every test, but: {reason}")
+        pytest.skip(reason)
