@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install install-serve run monitor test lint unit pipeline-tiny sam-checks bench verify gpu-data clean
+.PHONY: install install-serve run monitor test lint unit pipeline-tiny sam-checks deploy bench verify gpu-data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,22 @@ pipeline-tiny: install
 
 sam-checks:
 	bash infra/sam_checks.sh
+
+# The stack to AWS (samconfig.toml's ENV: dev or prod), then the web UI: config.json from the
+# stack's outputs, web/'s page files synced to the web bucket, CloudFront invalidated
+# (infra/deploy_web.py; boto3, no AWS CLI). Needs AWS credentials.
+ENV ?= dev
+SAM := .venv-sam/bin/sam
+
+$(SAM):
+	python3 -m venv .venv-sam
+	.venv-sam/bin/pip install --quiet --disable-pip-version-check \
+	  "aws-sam-cli==$$(sed -n 's/^SAM_VERSION=//p' infra/sam_checks.sh)"
+
+deploy: install $(SAM)
+	$(SAM) build --config-env $(ENV)
+	$(SAM) deploy --config-env $(ENV)
+	python infra/deploy_web.py --config-env $(ENV)
 
 test: lint unit pipeline-tiny sam-checks
 

@@ -31,6 +31,12 @@ class ImageTooLargeError(ImageError):
     status = 413
 
 
+class RequestTooLargeError(InputError):
+    """A request body over the API's limit; large photos go through a presigned upload."""
+
+    status = 413
+
+
 class BlankInputError(InputError):
     """An image or drawing with no ink on it."""
 

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from functions.common import (
+    erasure,
     feedback,
     promotion,
     retraining,
@@ -33,7 +34,7 @@ from functions.common import (
 )
 from functions.common.models import ModelUnavailable
 from functions.common.store import ID_PATTERN
-from inktex.errors import InputError
+from inktex.errors import InputError, RequestTooLargeError
 
 logger = Logger()
 metrics = Metrics()
@@ -95,9 +96,17 @@ class _Forbidden(InputError):
 
 
 def _submission() -> submissions.Submission:
+    """The request's input. Content-Type picks the envelope (raw bytes, JSON, multipart,
+    InkML); an image's type is always sniffed from its bytes, never taken from a header."""
     event = app.current_event
     raw = event.get("body") or ""
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+    limit = wiring.services().settings.max_body_bytes
+    if len(body) > limit:
+        raise RequestTooLargeError(
+            f"the request body is {len(body)} bytes; the limit is {limit}: "
+            "send a smaller image, or a large photo through POST /uploads"
+        )
     return submissions.from_http(body, event.headers.get("content-type"))
 
 
@@ -156,13 +165,26 @@ def get_prediction_input(
         ext = {"strokes": ".json", "inkml": ".inkml"}[kind]
         submission = submissions.Submission(kind, data, content_type, ext)
         data, content_type = submissions.input_png(submission), "image/png"
-    return Response(status_code=200, content_type=content_type, body=data)
+    # Stored inputs are shown as images only: never sniffed into HTML, never active content.
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"}
+    return Response(status_code=200, content_type=content_type, body=data, headers=headers)
 
 
 @app.delete("/predictions/<prediction_id>", summary="Erase a prediction and its input")
 def delete_prediction(prediction_id: PredictionId):
     wiring.services().store.delete(_owner(), prediction_id)
     return Response(status_code=204)
+
+
+@app.delete("/me", summary="Erase all of the caller's data that no training has used yet")
+def delete_me():
+    """Predictions, inputs, uploads and corrections not yet claimed for training; corrections
+    already used in training stay with their batch (docs/security.md)."""
+    owner = _owner()
+    services = wiring.services()
+    result = erasure.erase_user(services.s3, services.settings.data_bucket, owner)
+    logger.info("erased a user's data", extra=result)
+    return _json(200, result)
 
 
 @app.post("/uploads", summary="A presigned PUT URL for a large photo; the drop function predicts")
@@ -291,7 +313,9 @@ def validation_error(exc: RequestValidationError) -> Response:
         f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
         for err in exc.errors()
     ]
-    return _error(422, "; ".join(reasons) or "the request is invalid")
+    # A path that names no possible resource (an id off its pattern) is not found.
+    in_path = any(tuple(err.get("loc", ()))[:1] == ("path",) for err in exc.errors())
+    return _error(404 if in_path else 422, "; ".join(reasons) or "the request is invalid")
 
 
 @app.not_found

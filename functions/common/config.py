@@ -17,6 +17,8 @@ class Settings:
     alias_max_age_s: int = 30  # how stale a cached alias may be: promotions apply within this
     upload_url_expiry_s: int = 900
     max_upload_bytes: int = 20 * 1024 * 1024  # drops above this get an error record
+    # A request body's limit: Lambda's 6 MB invocation payload holds 4 MiB base64-encoded.
+    max_body_bytes: int = 4 * 1024 * 1024
     operators_group: str = "operators"  # Cognito group that sees the registry's details
     # The feedback loop (issue 8): what starts a training job, and how it is run and judged.
     stage: str = "dev"
@@ -51,6 +53,7 @@ class Settings:
             alias_max_age_s=int(env.get("ALIAS_MAX_AGE_S", "30")),
             upload_url_expiry_s=int(env.get("UPLOAD_URL_EXPIRY_S", "900")),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             operators_group=env.get("OPERATORS_GROUP", "operators"),
             stage=env.get("STAGE", "dev"),
             threshold_parameter=env.get("RETRAINING_THRESHOLD_PARAMETER", ""),

@@ -114,9 +114,21 @@ def assess(predicted: list[str], corrected: list[str], mean_logprob: float | Non
     return Assessment(kind, distance, round(ratio, 4), mean_logprob, suspicious, reason)
 
 
+OWNER_TAG_LEN = 12
+
+
+def owner_tag(owner: str) -> str:
+    """The first hex digits of every feedback id of `owner`: one listing of
+    `feedback/pending/<tag>` finds a user's corrections (`DELETE /me`) without reading
+    anyone else's, and the key does not show the owner's id."""
+    return hashlib.sha256(f"owner:{owner}".encode()).hexdigest()[:OWNER_TAG_LEN]
+
+
 def feedback_id(owner: str, prediction_id: str, tokens: list[str]) -> str:
+    """32 hex digits: the owner's tag, then a hash of (owner, prediction, corrected tokens)."""
     identity = json.dumps([owner, prediction_id, tokens])
-    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(identity.encode()).hexdigest()
+    return owner_tag(owner) + digest[: 32 - OWNER_TAG_LEN]
 
 
 def model_input(store: PredictionStore, record: dict, preprocess):
@@ -246,4 +258,25 @@ def _submit(
     }
     if not feedback.put_new(item):
         return False, feedback.find(fid) or item
+    predictions.note_feedback(owner, prediction_id, feedback_note(item))
     return True, item
+
+
+def feedback_note(item: dict) -> dict:
+    """What a prediction record keeps of its feedback (`feedback`; the history shows it).
+
+    `status`: "confirmed" (the prediction was right), "corrected" (a correction that counts
+    towards retraining) or "held" (a correction kept but never trained on: suspicious, or
+    sent without consent).
+    """
+    kind = item["assessment"]["kind"]
+    held = "held" if item["held"] else "corrected"
+    status = "confirmed" if kind == "confirmation" else held
+    return {
+        "id": item["id"],
+        "status": status,
+        "kind": kind,
+        "latex": item["corrected_latex"],
+        "consent": item["consent"],
+        "at": item["created_at"],
+    }

@@ -123,6 +123,31 @@ class PredictionStore:
         cursor = records[-1]["id"] if records and page.get("IsTruncated") else None
         return records, cursor
 
+    def note_feedback(self, owner: str | None, pid: str, note: dict) -> bool:
+        """Record on a prediction the feedback it got (`record["feedback"]`, the latest wins).
+
+        A read-modify-write guarded by the record's ETag (`If-Match`): a record deleted
+        meanwhile is not brought back, and a concurrent change is not overwritten. False
+        when the record is gone or changed: the feedback itself is stored either way.
+        """
+        key = record_key(owner, pid)
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+            record = json.loads(obj["Body"].read())
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=json.dumps({**record, "feedback": note}).encode(),
+                ContentType="application/json",
+                IfMatch=obj["ETag"],
+            )
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if _missing(exc) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
     def get_input(self, record: dict) -> tuple[bytes, str]:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=record["input_key"])

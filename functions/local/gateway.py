@@ -37,6 +37,14 @@ from functions.local.tokens import Issuer, TokenError, gateway_claims
 
 log = logging.getLogger(__name__)
 
+# API Gateway's HTTP API quota: a larger payload is refused before any function runs.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# The web UI's Content-Security-Policy: its HTML pages carry it in a <meta> tag (no inline
+# script or style), and the gateway sends that same policy as a header, as CloudFront does.
+_CSP_META = re.compile(
+    rb'<meta\s+http-equiv="Content-Security-Policy"\s+content="([^"]+)"', re.IGNORECASE
+)
+
 _TEXT_TYPES = re.compile(
     r"^(text/.*|application/(json|xml|javascript|x-www-form-urlencoded|[^;]*\+json|[^;]*\+xml))"
 )
@@ -259,6 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
     gateway: Gateway
     protocol_version = "HTTP/1.1"
     server_version = "InkTeX-local-gateway"
+    timeout = 60  # seconds a client may take to send its request (no slowloris)
 
     def log_message(self, fmt, *args):  # quiet: the functions log their own requests
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -299,7 +308,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         path, raw_query = split.path or "/", split.query
-        length = int(self.headers.get("content-length") or 0)
+        declared = (self.headers.get("content-length") or "0").strip()
+        if not declared.isdigit():
+            self.close_connection = True
+            return self._message(400, f"a bad Content-Length: {declared[:40]!r}")
+        length = int(declared)
+        if length > MAX_PAYLOAD_BYTES:  # refused, never held in memory
+            self._discard(length)
+            self.close_connection = True
+            return self._message(
+                413,
+                f"Request Entity Too Large: the body is {length} bytes; the API's limit is "
+                f"{MAX_PAYLOAD_BYTES}",
+                {"connection": "close"},
+            )
         body = self.rfile.read(length) if length else b""
         headers: dict[str, str] = {}
         for k, v in self.headers.items():
@@ -311,6 +333,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._api_or_static(path, raw_query, headers, body)
         except BrokenPipeError:
             pass
+
+    def _discard(self, length: int) -> None:
+        """Read a refused body in chunks (so the client sees the answer, not a reset),
+        up to a bound: past it, the connection is simply closed after the answer."""
+        left = length if length <= 8 * MAX_PAYLOAD_BYTES else 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
 
     def _api_or_static(self, path, raw_query, headers, body) -> None:
         g = self.gateway
@@ -388,7 +420,15 @@ class _Handler(BaseHTTPRequestHandler):
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
             kind += "; charset=utf-8"
-        self._send(200, target.read_bytes(), {"content-type": kind, "cache-control": "no-cache"})
+        data = target.read_bytes()
+        headers = {
+            "content-type": kind,
+            "cache-control": "no-cache",
+            "x-content-type-options": "nosniff",
+        }
+        if kind.startswith("text/html") and (csp := _CSP_META.search(data)):
+            headers["content-security-policy"] = html.unescape(csp.group(1).decode())
+        self._send(200, data, headers)
 
 
 # --- local sign-in: what Cognito's hosted UI does for the browser ---------------------------
@@ -455,7 +495,7 @@ def _tokens(g: Gateway, username: str, groups: list[str]) -> dict:
 def _token(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
     form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
     g = h.gateway
-    cors = {"access-control-allow-origin": headers["origin"]} if headers.get("origin") else {}
+    cors = g.cors_headers(headers.get("origin"), preflight=False)  # the UI's origin only
     grant = form.get("grant_type")
     if grant == "authorization_code":
         code = g.codes.pop(form.get("code", ""), None)

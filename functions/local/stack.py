@@ -139,6 +139,7 @@ class LocalStack:
         local = {
             "CorsAllowOrigins": ",".join(origins),
             "AuthCallbackUrls": ",".join(f"{o}/callback" for o in origins),
+            "AuthLogoutUrls": ",".join(f"{o}/" for o in origins),
         }
         template = Stack.from_file(settings.template).template
         declared = template.get("Parameters") or {}

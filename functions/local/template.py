@@ -226,6 +226,9 @@ class Stack:
         if kind == "AWS::Serverless::Function" and attribute == "Arn":
             name = self.physical_id(logical_id)
             return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+        if kind == "AWS::CloudFront::Distribution" and attribute == "DomainName":
+            # No CloudFront here (the gateway serves web/ itself): a name that resolves nowhere.
+            return f"{self.physical_id(logical_id).lower()}.cloudfront.invalid"
         raise TemplateError(f"!GetAtt {logical_id}.{attribute}: the local stack cannot resolve it")
 
     def resolve(self, value: Any) -> Any:

@@ -131,6 +131,9 @@ def test_a_prediction_is_corrected_and_found_in_the_history(page, stack):
         "GET", "/predictions", headers={"authorization": f"Bearer {page.evaluate(TOKEN)}"}
     )
     assert status == 200 and [i["id"] for i in body["items"]] == [drawn["id"]]
+    # the record itself carries its feedback: what the history's badge showed
+    note = body["items"][0]["feedback"]
+    assert note["kind"] == "correction" and note["status"] in ("corrected", "held")
 
 
 def test_a_large_photo_goes_whole_through_a_presigned_upload(page, stack, tmp_path):
@@ -193,6 +196,60 @@ def test_model_status(page, stack):
     assert re.search(r"\d+ of \d+ corrections waiting", page.text_content("#retraining .pending"))
 
 
+def test_the_model_page_charts_usage_over_time(page, stack):
+    name = user("florence")
+    token = stack.token(name)
+    auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    samples = sorted(INKML.glob("*.inkml"))[:3]
+    ids = []
+    for sample in samples:
+        status, body = stack.request(
+            "POST", "/predictions", json.dumps({"inkml": sample.read_text()}).encode(), auth
+        )
+        assert status == 201
+        ids.append(body["id"])
+    feedback = {"prediction_id": ids[0], "latex": "x", "consent": False}
+    assert stack.request("POST", "/feedback", json.dumps(feedback).encode(), auth)[0] == 201
+
+    page.click("nav >> text=Model")
+    page.wait_for_selector("#stats-note:has-text('Sign in')")  # GET /stats needs an account
+    assert page.locator("#stats svg").count() == 0
+    sign_in(page, name)
+    page.wait_for_selector("#stats svg.chart-kind-bar rect.chart-bar")
+    status, stats = stack.request("GET", "/stats?hours=24", headers=auth)
+    assert status == 200 and len(stats["hours"]) == 24
+    figures = page.locator("#stats figure")
+    assert [figures.nth(i).get_attribute("data-chart") for i in range(4)] == [
+        "predictions",
+        "accuracy",
+        "latency",
+        "confidence",
+    ]
+    # one bar per hour with predictions; the latest bar's tooltip gives that hour's count
+    busy = [h["predictions"] for h in stats["hours"] if h["predictions"]]
+    bars = page.locator("#stats [data-chart=predictions] rect.chart-bar")
+    assert bars.count() == len(busy) and busy[-1] >= len(samples)
+    assert bars.last.locator("title").text_content().endswith(f": {busy[-1]}")
+    for chart in ("accuracy", "latency", "confidence"):  # feedback, requests, predictions
+        assert page.locator(f"#stats [data-chart={chart}] circle.chart-dot").count() >= 1, chart
+    label = page.get_attribute("#stats [data-chart=predictions] svg", "aria-label")
+    assert label.startswith("Predictions per hour:") and "in all" in label
+    assert re.search(r"\d+ predictions, \d+ errors", page.text_content("#stats-note"))
+
+    # Another period: fetched again, drawn again, as wide as its figure.
+    with page.expect_response(lambda r: "/stats?hours=168" in r.url) as r:
+        page.select_option("#stats-hours", "168")
+    assert r.value.status == 200 and len(r.value.json()["hours"]) == 168
+    page.wait_for_function(
+        "() => document.querySelectorAll('#stats [data-chart=accuracy] circle').length >= 1"
+        " && !document.querySelector('#stats').hasAttribute('aria-busy')"
+    )
+    box = page.locator("#stats [data-chart=latency]").bounding_box()
+    svg = page.locator("#stats [data-chart=latency] svg").bounding_box()
+    assert abs(svg["width"] - box["width"]) <= 2
+    screenshot(page, "models-charts")
+
+
 AXE = (
     (WEB / "node_modules" / "axe-core" / "axe.min.js").read_text()
     if (WEB / "node_modules" / "axe-core").is_dir()
@@ -243,6 +300,7 @@ def test_every_view_passes_axe_and_fits_the_screen(browser, stack, size):
                 thumbnails_loaded(page)
             if view == "models":
                 page.wait_for_selector("#retraining .pending")
+                page.wait_for_selector("#stats svg.chart-kind-bar rect.chart-bar")
             assert axe_problems(page) == [], view
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= page.viewport_size["width"], f"{view} scrolls sideways ({width}px)"

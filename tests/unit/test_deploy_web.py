@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import boto3
@@ -17,7 +18,7 @@ from functions.local.template import Stack, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("deploy_web", REPO / "infra" / "deploy_web.py")
-deploy_web = importlib.util.module_from_spec(_spec)
+deploy_web = sys.modules["deploy_web"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(deploy_web)
 
 REGION = "eu-west-1"
@@ -77,7 +78,11 @@ def aws(monkeypatch):
                 "Origins": {
                     "Quantity": 1,
                     "Items": [
-                        {"Id": "web", "DomainName": "web.s3.amazonaws.com", "S3OriginConfig": {}}
+                        {
+                            "Id": "web",
+                            "DomainName": "web.s3.amazonaws.com",
+                            "S3OriginConfig": {"OriginAccessIdentity": ""},
+                        }
                     ],
                 },
                 "DefaultCacheBehavior": {
@@ -206,7 +211,9 @@ def _directives(policy: str) -> dict[str, str]:
 
 def test_cloudfronts_csp_is_the_pages_own_narrowed_to_the_deployment():
     html = (REPO / "web" / "index.html").read_text()
-    meta = _directives(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)[1])
+    meta = _directives(
+        re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)[1]
+    )
     stack = Stack.from_file(REPO / "template.yaml")
     config = stack.resolve(
         stack.resources["WebSecurityHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
@@ -219,7 +226,8 @@ def test_cloudfronts_csp_is_the_pages_own_narrowed_to_the_deployment():
     assert header == meta, "template.yaml's CSP and web/index.html's differ"
     assert connect[0] == "'self'" and "https:" in meta_connect.split()
     assert all(source.startswith("https://") for source in connect[1:])
-    assert any(".execute-api." in s for s in connect) and any(".amazoncognito.com" in s for s in connect)
+    assert any(".execute-api." in source for source in connect)
+    assert any(".amazoncognito.com" in source for source in connect)
     assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
     assert headers["ContentTypeOptions"]["Override"] is True
     assert headers["ReferrerPolicy"]["ReferrerPolicy"] == "same-origin"
@@ -233,7 +241,10 @@ def test_the_distribution_serves_the_app_over_https_with_an_spa_fallback():
     assert behaviour["ResponseHeadersPolicyId"] == {"Ref": "WebSecurityHeadersPolicy"}
     fallback = {e["ErrorCode"]: e for e in config["CustomErrorResponses"]}
     assert {403, 404} <= set(fallback)
-    assert all(e["ResponsePagePath"] == "/index.html" and e["ResponseCode"] == 200 for e in fallback.values())
+    assert all(
+        e["ResponsePagePath"] == "/index.html" and e["ResponseCode"] == 200
+        for e in fallback.values()
+    )
     assert config["Origins"][0]["OriginAccessControlId"] == {
         "Fn::GetAtt": ["WebOriginAccessControl", "Id"]
     }

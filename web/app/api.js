@@ -145,6 +145,11 @@ export class Api {
     return this.request('GET', '/models', { auth: 'none' });
   }
 
+  /** The last `hours` hours' sums, oldest first: {hours: [...], production_version, updated_at}. */
+  stats(hours) {
+    return this.request('GET', `/stats?hours=${encodeURIComponent(hours)}`, { auth: 'required' });
+  }
+
   health() {
     return this.request('GET', '/health', { auth: 'none' });
   }

@@ -88,7 +88,7 @@ export class HistoryView {
     }
     const badges = [h('span', { class: `badge badge-${sourceKind(item)}` }, sourceLabel(item))];
     const feedback = feedbackOf(item);
-    if (feedback) badges.push(h('span', { class: 'badge badge-feedback', title: feedback.latex || feedback.corrected_latex || '' }, feedbackText(feedback)));
+    if (feedback) badges.push(h('span', { class: 'badge badge-feedback', title: feedback.latex || '' }, feedbackText(feedback)));
     if (item.confidence != null) badges.push(h('span', { class: 'badge' }, `confidence ${percent(item.confidence)}`));
 
     const row = h(

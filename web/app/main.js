@@ -134,6 +134,7 @@ class App {
       this.#showAccount();
       this.result.refreshAccount();
       if (this.view === 'history') this.history.reload();
+      if (this.view === 'models') this.models.load();
     });
   }
 

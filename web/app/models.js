@@ -1,7 +1,9 @@
 // Model status: the production version and its metrics (GET /models), and the feedback loop's
 // state (GET /retraining): corrections pending towards the threshold, the running job, and the
-// latest promotion decisions with their scores and reasons.
+// latest promotion decisions with their scores and reasons; and, signed in, the charts of
+// usage and quality over time (GET /stats, stats.js).
 import { $, h, percent, when } from './dom.js';
+import { StatsView } from './stats.js';
 
 const LABELS = {
   exprate: 'Expressions exactly right',
@@ -47,6 +49,7 @@ export class ModelsView {
   constructor(api, app) {
     this.api = api;
     this.app = app;
+    this.stats = new StatsView(api, app);
     $('#models-refresh').addEventListener('click', () => this.load());
   }
 
@@ -57,6 +60,7 @@ export class ModelsView {
   }
 
   async load() {
+    this.stats.load();
     const [models, retraining] = await Promise.allSettled([this.api.models(), this.api.retraining()]);
     this.#production(models);
     this.#retraining(retraining, models.value);

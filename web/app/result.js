@@ -56,7 +56,7 @@ export class ResultPanel {
     this.#tokens(record.tokens || [], record.token_probs || []);
     this.#alternatives(record.alternatives || []);
     const sent = feedbackOf(record);
-    const corrected = sent && feedbackText(sent) === 'Corrected' ? ` as ${sent.latex || sent.corrected_latex}` : '';
+    const corrected = sent && sent.kind !== 'confirmation' ? ` as ${sent.latex}` : '';
     $('#feedback-status').textContent = sent ? `${feedbackText(sent)}${corrected}.` : '';
     this.#setSource(record.latex || '');
     this.refreshAccount();
@@ -152,8 +152,15 @@ export class ResultPanel {
     try {
       const item = (await this.api.sendFeedback(record.id, latex, consent)) || {};
       const kind = item.assessment?.kind || (squash(latex) === squash(record.latex) ? 'confirmation' : 'correction');
-      record.feedback = { kind, latex: item.corrected_latex || latex, held: Boolean(item.held), at: item.created_at };
-      rememberFeedback(record.id, record.feedback);
+      // What the API now keeps on the record (functions/common/feedback.py, feedback_note).
+      const held = Boolean(item.held);
+      record.feedback = {
+        status: kind === 'confirmation' ? 'confirmed' : held ? 'held' : 'corrected',
+        kind,
+        latex: item.corrected_latex || latex,
+        consent,
+        at: item.created_at,
+      };
       const words = [item.duplicate ? 'You sent this already: it is recorded.' : kind === 'confirmation' ? 'Marked as correct. Thank you!' : 'Correction recorded. Thank you!'];
       if (!consent) words.push('It will not be used for training (no consent).');
       else if (item.held && item.assessment?.suspicious) words.push(`It is kept out of training for review: ${item.assessment.reason}.`);
@@ -179,36 +186,20 @@ export class ResultPanel {
   }
 }
 
-// Feedback sent from this browser, by prediction id: the history shows it while the API's
-// records do not carry their feedback.
-const NOTES_KEY = 'inktex.feedback';
-
-function rememberFeedback(id, feedback) {
-  try {
-    const notes = JSON.parse(localStorage.getItem(NOTES_KEY) || '{}');
-    notes[id] = feedback;
-    localStorage.setItem(NOTES_KEY, JSON.stringify(notes));
-  } catch {
-    // storage full or refused: the note is a convenience
-  }
-}
-
-/** A prediction's feedback: from the API's record when it has one, else this browser's note. */
+/**
+ * A prediction's feedback: the record's own `feedback` ({status, kind, latex, consent, at}; the
+ * API writes it when it accepts a correction or confirmation), or null.
+ */
 export function feedbackOf(item) {
-  if (item.feedback) return item.feedback;
-  try {
-    return JSON.parse(localStorage.getItem(NOTES_KEY) || '{}')[item.id] || null;
-  } catch {
-    return null;
-  }
+  return item?.feedback || null;
 }
 
 /**
- * A feedback's status in a few words: "Marked correct", "Corrected". Takes this browser's note
- * ({kind}) or the API's feedback item ({assessment: {kind}, corrected_latex}).
+ * A feedback's status in a few words: "Marked correct", "Corrected", or "Corrected (not for
+ * training)" when it is held (sent without consent, or held for review as suspicious).
  */
 export function feedbackText(feedback) {
   if (!feedback) return '';
-  const kind = feedback.kind || feedback.assessment?.kind;
-  return kind === 'confirmation' ? 'Marked correct' : 'Corrected';
+  if (feedback.status === 'confirmed' || feedback.kind === 'confirmation') return 'Marked correct';
+  return feedback.status === 'held' ? 'Corrected (not for training)' : 'Corrected';
 }

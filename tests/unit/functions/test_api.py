@@ -211,8 +211,10 @@ def test_delete_erases_record_and_input_every_version(aws, production, lambda_co
 
 
 def test_malformed_id_is_refused(aws, production, lambda_context):
-    status, body, _ = call(at(load_event("api_get_prediction.json"), "not-an-id"), lambda_context)
-    assert status == 422 and "prediction_id" in body["message"]
+    # an id off its pattern names nothing that can exist: 404, with the pattern as the reason
+    for bad in ("not-an-id", "..%2F..%2Fmetrics"):
+        status, body, _ = call(at(load_event("api_get_prediction.json"), bad), lambda_context)
+        assert status == 404 and "prediction_id" in body["message"], (bad, body)
 
 
 def test_uploads_presigns_a_put_under_the_callers_prefix(aws, lambda_context):
