@@ -7,7 +7,13 @@ job's program (`python -m training.finetune`, CPU) with the SageMaker environmen
 (`SM_CHANNEL_*`, `SM_MODEL_DIR`, the hyperparameters as `--key value`), keeps the job's
 true status and log under `<work>/<job>/`, and when it ends hands the same "SageMaker
 Training Job State Change" event that EventBridge would deliver to `deliver` (the local
-stack passes it to the training-events function). `inktex jobs` reads `<work>/*/job.json`.
+stack puts it on the emulator's EventBridge bus, whose rule delivers it to the
+training-events function). `inktex jobs` reads `<work>/*/job.json`.
+
+`job.json` records the job's true status, the event it ended with and whether that event was
+delivered. A job that was running when the stack stopped is killed and ends "Stopped"; an
+event that could not be delivered (the stack was going down) is delivered when the runner
+next starts (`recover`), so the job's feedback batch is never left claimed by a dead job.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -81,6 +88,22 @@ def command_for(description: dict, python: str = sys.executable) -> list[str]:
     return args
 
 
+def _write_record(folder: Path, record: dict) -> None:
+    tmp = folder / "job.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(folder / "job.json")
+
+
+def _description_facts(description: dict) -> dict:
+    """What `state_change_event` needs, JSON-safe (kept in job.json for `recover`)."""
+    return {
+        "TrainingJobName": description["TrainingJobName"],
+        "TrainingJobArn": description.get("TrainingJobArn", ""),
+        "HyperParameters": description.get("HyperParameters", {}),
+        "OutputDataConfig": description.get("OutputDataConfig", {"S3OutputPath": ""}),
+    }
+
+
 def run_job(
     description: dict,
     s3,
@@ -88,49 +111,109 @@ def run_job(
     env: dict | None = None,
     python: str = sys.executable,
     timeout_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> dict:
-    """Run one job to its end; returns the state change event."""
+    """Run one job to its end (or until `stop` is set: then it ends Stopped); returns the
+    state change event, also kept in `<work>/<job>/job.json`."""
     name = description["TrainingJobName"]
     folder = Path(work) / name
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"job": name, "status": "InProgress", "started_at": time.time()}
-    (folder / "job.json").write_text(json.dumps(record))
+    if timeout_s is None:
+        timeout_s = (description.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    record = {
+        "job": name,
+        "status": "InProgress",
+        "started_at": time.time(),
+        "log": str(folder / "log.txt"),
+        "description": _description_facts(description),
+        "delivered": False,
+    }
+    _write_record(folder, record)
     child_env = {**os.environ, **(env or {})}
     child_env["TRAINING_JOB_NAME"] = name
     child_env["SM_MODEL_DIR"] = str(folder / "model")
-    for channel in description.get("InputDataConfig", []):
-        ch = channel["ChannelName"]
-        dest = folder / "input" / "data" / ch
-        dest.mkdir(parents=True, exist_ok=True)
-        download_prefix(s3, channel["DataSource"]["S3DataSource"]["S3Uri"], dest)
-        child_env[f"SM_CHANNEL_{ch.upper()}"] = str(dest)
     log_path = folder / "log.txt"
-    try:
-        with open(log_path, "w") as log:
-            proc = subprocess.run(
-                command_for(description, python),
-                cwd=REPO,
-                env=child_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout_s,
-                check=False,
+    status, reason = "Completed", ""
+    with open(log_path, "w") as log:
+        try:
+            for channel in description.get("InputDataConfig", []):
+                ch = channel["ChannelName"]
+                dest = folder / "input" / "data" / ch
+                dest.mkdir(parents=True, exist_ok=True)
+                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+                count = download_prefix(s3, uri, dest)
+                log.write(f"channel {ch}: {count} objects from {uri}\n")
+                child_env[f"SM_CHANNEL_{ch.upper()}"] = str(dest)
+        except Exception as exc:  # SageMaker fails a job whose input cannot be read
+            status, reason = "Failed", f"ClientError: reading the input channels: {exc}"
+            log.write(reason + "\n")
+        if status == "Completed":
+            log.flush()
+            status, reason = _run_program(
+                command_for(description, python), child_env, log, log_path, timeout_s, stop
             )
-        status = "Completed" if proc.returncode == 0 else "Failed"
-        reason = "" if status == "Completed" else log_path.read_text()[-1024:]
-    except subprocess.TimeoutExpired:
-        status, reason = "Failed", f"ran past {timeout_s} s"
-    record.update(status=status, ended_at=time.time(), failure_reason=reason)
-    (folder / "job.json").write_text(json.dumps(record))
-    return state_change_event(description, status, reason)
+    event = state_change_event(description, status, reason)
+    record.update(status=status, ended_at=time.time(), failure_reason=reason, event=event)
+    _write_record(folder, record)
+    return event
+
+
+def _run_program(command, env, log, log_path: Path, timeout_s, stop) -> tuple[str, str]:
+    try:
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+    except OSError as exc:
+        return "Failed", f"AlgorithmError: {exc}"
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    while proc.poll() is None:
+        if stop is not None and stop.is_set():
+            proc.kill()
+            proc.wait()
+            return "Stopped", "the local stack stopped while the job ran"
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            return "Failed", f"MaxRuntimeExceeded: ran past {timeout_s} s"
+        time.sleep(0.2)
+    if proc.returncode == 0:
+        return "Completed", ""
+    log.flush()
+    tail = log_path.read_text(errors="replace")[-1000:]
+    return "Failed", f"AlgorithmError: exit code {proc.returncode}\n{tail}"
+
+
+def read_jobs(work: Path) -> list[dict]:
+    """The local jobs' records (job.json), oldest first: what `inktex jobs` shows."""
+    records = []
+    for path in Path(work).glob("*/job.json"):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(records, key=lambda r: r.get("started_at", 0))
 
 
 class LocalTrainingRunner:
-    """Polls the emulator's SageMaker for new jobs and runs each once, in creation order."""
+    """Polls the emulator's SageMaker for new jobs and runs each once, in creation order.
 
-    def __init__(self, sagemaker, s3, work: Path, deliver: Callable[[dict], object], **run_kw):
+    `start()` runs it in a thread that polls every `interval_s`; `stop()` kills a running
+    job (it ends Stopped) and ends the thread. `deliver(event)` hands each end-of-job event
+    on (the local stack: `PutEvents` to the emulator's EventBridge)."""
+
+    def __init__(
+        self,
+        sagemaker,
+        s3,
+        work: Path,
+        deliver: Callable[[dict], object],
+        interval_s: float = 1.0,
+        **run_kw,
+    ):
         self.sagemaker, self.s3, self.work = sagemaker, s3, Path(work)
-        self.deliver, self.run_kw = deliver, run_kw
+        self.deliver, self.run_kw, self.interval_s = deliver, run_kw, interval_s
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def pending_jobs(self) -> list[str]:
         names = []
@@ -140,11 +223,64 @@ class LocalTrainingRunner:
             names += [j["TrainingJobName"] for j in page["TrainingJobSummaries"]]
         return [n for n in names if not (self.work / n / "job.json").is_file()]
 
+    def _deliver(self, name: str, event: dict) -> bool:
+        try:
+            self.deliver(event)
+        except Exception as exc:  # the stack is going down: `recover` delivers it next time
+            print(f"local training: could not deliver the end of {name}: {exc}", file=sys.stderr)
+            return False
+        path = self.work / name / "job.json"
+        record = json.loads(path.read_text())
+        record["delivered"] = True
+        _write_record(path.parent, record)
+        return True
+
     def poll_once(self) -> list[dict]:
         events = []
         for name in self.pending_jobs():
+            if self.stopping.is_set():
+                break
             description = self.sagemaker.describe_training_job(TrainingJobName=name)
-            event = run_job(description, self.s3, self.work, **self.run_kw)
-            self.deliver(event)
+            event = run_job(description, self.s3, self.work, stop=self.stopping, **self.run_kw)
+            if not self.stopping.is_set():
+                self._deliver(name, event)
             events.append(event)
         return events
+
+    def recover(self) -> list[dict]:
+        """Deliver what a previous life of the stack left undelivered: the end of each job
+        that ended then, and a "Stopped" for each that was running when it went away."""
+        events = []
+        for record in read_jobs(self.work):
+            if record.get("delivered") or "description" not in record:
+                continue
+            event = record.get("event")
+            if record.get("status") == "InProgress" or event is None:
+                reason = "the local stack stopped while the job ran"
+                event = state_change_event(record["description"], "Stopped", reason)
+                record.update(status="Stopped", ended_at=time.time(), failure_reason=reason)
+                record["event"] = event
+                _write_record(self.work / record["job"], record)
+            if self._deliver(record["job"], event):
+                events.append(event)
+        return events
+
+    def _loop(self) -> None:
+        self.recover()
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:  # the emulator is going away, or a transient error
+                if not self.stopping.is_set():
+                    print(f"local training: polling failed: {exc}", file=sys.stderr)
+            self.stopping.wait(self.interval_s)
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._loop, name="local-training", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)

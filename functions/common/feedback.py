@@ -179,6 +179,18 @@ class FeedbackStore:
         return count
 
 
+def predicted_tokens(record: dict) -> list[str]:
+    """The model's output as tokens. A model can emit LaTeX that does not parse (an unclosed
+    brace): that is just what a correction is for, so it is taken as emitted, not refused."""
+    if isinstance(record.get("tokens"), list):
+        return [str(t) for t in record["tokens"]]
+    latex = record.get("latex", "")
+    try:
+        return normalize_latex(latex)
+    except InkTeXError:
+        return latex.split()
+
+
 def submit_feedback(
     owner: str,
     prediction_id: str,
@@ -233,7 +245,7 @@ def _submit(
             f"prediction {prediction_id} failed ({record.get('error', 'unreadable input')}), "
             "so its input cannot teach the model"
         )
-    predicted = normalize_latex(record.get("latex", ""))
+    predicted = predicted_tokens(record)
     image = model_input(predictions, record, recognizer.preprocess)
     if image is None:
         raise PredictionGone(f"the input of prediction {prediction_id} is gone or unreadable")

@@ -56,6 +56,20 @@ def add_up(subparsers: argparse._SubParsersAction) -> None:
         help="the model package to register (default: $INKTEX_MODEL, else models/release)",
     )
     p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="the model's training checkpoint, which retraining fine-tunes "
+        "(default: checkpoint.pt in the package folder, if there is one)",
+    )
+    p.add_argument(
+        "--training",
+        choices=["local", "none"],
+        default="local",
+        help="run the retraining jobs the functions start as local processes (local), "
+        "or leave them as records in the emulator (none)",
+    )
+    p.add_argument(
         "--parameter-overrides",
         nargs="*",
         default=[],
@@ -81,6 +95,8 @@ def _settings(args: argparse.Namespace):
         state_dir=_state_dir(args),
         model=args.model,
         parameter_overrides=overrides,
+        checkpoint=getattr(args, "checkpoint", None),
+        training=getattr(args, "training", "local"),
     )
 
 
@@ -136,6 +152,10 @@ def _detach(args: argparse.Namespace, state_dir: Path) -> int:
         ]
         if args.model:
             argv += ["--model", str(args.model)]
+        if getattr(args, "checkpoint", None):
+            argv += ["--checkpoint", str(args.checkpoint)]
+        if getattr(args, "training", "local") != "local":
+            argv += ["--training", args.training]
         if args.parameter_overrides:
             argv += ["--parameter-overrides", *args.parameter_overrides]
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +207,10 @@ def _print_summary(info: dict) -> None:
     print(f"  DVC bucket       {r.get('DvcBucketName')}")
     test = "  (THE TEST MODEL: not a real result)" if info["model"]["test_model"] else ""
     print(f"  model            {info['model']['version']}{test}")
+    training = info.get("training", {}).get("backend", "none")
+    if training != "none" and not info["model"].get("checkpoint"):
+        training += " (no checkpoint to fine-tune: jobs will fail; --checkpoint)"
+    print(f"  retraining       {training}; `inktex seed` first, `inktex jobs` to follow")
     print(f"  state            {info['state_dir']}")
     print(
         f"Try: curl -s -X POST --data-binary @tests/fixtures/inkml/518_em_425.png "
@@ -382,4 +406,107 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [add_up, add_down, add_status, add_info, add_logs, add_token, add_monitor]
+def _running(state_dir: Path) -> dict:
+    from functions.local.stack import LocalStackError, running_info
+
+    info = running_info(state_dir)
+    if info is None:
+        raise LocalStackError(f"no local stack is up with {state_dir}: `inktex up` starts it")
+    return info
+
+
+def add_seed(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "seed",
+        help="upload the evaluation and replay sets (retraining) to the local stack",
+        description="Replaces datasets/eval/ (what promotion scores on: CROHME 2013) and "
+        "datasets/replay/ (a sample of the training split that fine-tuning mixes in) in the "
+        "running stack's data bucket. Source: --data, else $INKTEX_DATA/crohme when present, "
+        "else the repository's five fixture images (tests only).",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="a CROHME root (test2013.tsv, train.tsv and their image folders) or a folder of "
+        "<name>.png with a labels.tsv",
+    )
+    p.add_argument("--replay", type=int, default=512, help="replay images from train (512)")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_seed)
+
+
+def run_seed(args: argparse.Namespace) -> int:
+    import boto3
+
+    from functions.local.seed import seed
+
+    info = _running(_state_dir(args))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=info["aws_endpoint"],
+        region_name=info["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    summary = seed(s3, info["resources"]["DataBucketName"], args.data, args.replay)
+    sets = ", ".join(f"{prefix} {n} images" for prefix, n in summary["sets"].items())
+    print(f"seeded from {summary['source']}: {sets}")
+    return 0
+
+
+def add_jobs(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "jobs",
+        help="the local stack's retraining jobs, their status and logs",
+        description="Each training job the local runner took from the emulator: its true "
+        "status (the emulator says Completed at once), duration and log. With a job name, "
+        "that job's log.",
+    )
+    p.add_argument("job", nargs="?", help="print this job's log")
+    p.add_argument("-n", "--lines", type=int, default=50, help="last lines of the log (50)")
+    p.add_argument("--json", action="store_true", help="the job records, as JSON")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_jobs)
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    from functions.local.stack import LocalStackError
+    from training.local_runner import read_jobs
+
+    work = _state_dir(args) / "training"
+    records = read_jobs(work)
+    if args.job:
+        log = work / args.job / "log.txt"
+        if not log.is_file():
+            known = ", ".join(r["job"] for r in records) or "none yet"
+            raise LocalStackError(f"no local job {args.job} (known: {known})")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-args.lines :]))
+        return 0
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "event"} for r in records], indent=2))
+        return 0
+    if not records:
+        print(f"no training jobs yet ({work})")
+        return 0
+    for r in records:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("started_at", 0)))
+        took = f"{r['ended_at'] - r['started_at']:.0f} s" if r.get("ended_at") else "running"
+        reason = (r.get("failure_reason") or "").splitlines()
+        print(f"{r['job']}  {r['status']:<10} {started}  {took:>8}  {r.get('log', '')}")
+        if reason:
+            print(f"    {reason[0][:160]}")
+    return 0
+
+
+COMMANDS = [
+    add_up,
+    add_down,
+    add_status,
+    add_info,
+    add_logs,
+    add_token,
+    add_monitor,
+    add_seed,
+    add_jobs,
+]

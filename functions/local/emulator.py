@@ -198,6 +198,24 @@ def provision(stack: Stack, endpoint: str, secret_values: dict[str, str] | None 
     return {"queues": queues, "deliveries": deliveries}
 
 
+def put_event(events, event: dict) -> None:
+    """Put an event shaped as EventBridge delivers it (e.g. SageMaker's "Training Job State
+    Change", from the local training runner) on the default bus: the rules `provision` made
+    route it to their functions' queues, as EventBridge routes AWS service events."""
+    response = events.put_events(
+        Entries=[
+            {
+                "Source": event["source"],
+                "DetailType": event["detail-type"],
+                "Detail": json.dumps(event["detail"]),
+                "Resources": event.get("resources", []),
+            }
+        ]
+    )
+    if response.get("FailedEntryCount"):
+        raise RuntimeError(f"EventBridge refused the event: {response['Entries']}")
+
+
 def _drain_test_events(sqs, urls: list[str]) -> None:
     """S3 sends an `s3:TestEvent` when notifications are configured; Lambda never sees it."""
     for url in urls:

@@ -59,6 +59,11 @@ class LocalSettings:
     web_root: Path | None = field(default_factory=default_web_root)
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     function_env: dict[str, str] = field(default_factory=dict)  # e.g. the training backend
+    # The model's fine-tunable checkpoint; None: checkpoint.pt in the package folder, if any.
+    checkpoint: Path | None = None
+    # Where CreateTrainingJob calls run: "local" (a LocalTrainingRunner, training/local_runner.py)
+    # or "none" (they stay records in the emulator, as moto keeps them).
+    training: str = "local"
 
     @classmethod
     def from_env(cls, **overrides) -> LocalSettings:
@@ -106,19 +111,50 @@ def bundled_model(setting: Path | None) -> tuple[Path, bool]:
     return TEST_MODEL, True
 
 
-def register_model(registry, path: Path) -> str:
-    """Upload the package under models/<version>/ (once) and point production at it when
-    production points at nothing yet; a model promoted since is left in place."""
+CHECKPOINT = "checkpoint.pt"  # a package folder's fine-tunable checkpoint (not in its manifest)
+
+
+def model_checkpoint(path: Path, setting: Path | None = None) -> Path | None:
+    """The checkpoint that fine-tuning starts from: `setting`, else checkpoint.pt in the
+    package folder, else none (retraining jobs then fail and return their batch)."""
+    if setting is not None:
+        if not Path(setting).is_file():
+            raise LocalStackError(f"no checkpoint at {setting}")
+        return Path(setting)
+    candidate = Path(path) / CHECKPOINT
+    return candidate if candidate.is_file() else None
+
+
+def register_model(registry, path: Path, checkpoint: Path | None = None) -> str:
+    """Upload the package under models/<version>/ (once), its checkpoint under
+    checkpoints/<version>/ (model.pt and VERSION, what training/finetune.py reads as its
+    base channel), and point production at it when production points at nothing yet; a
+    model promoted since is left in place."""
     from inktex.package import ModelPackage
 
     version = ModelPackage.load(path).version  # checks manifest and hashes before upload
     if not registry.has_version(version):
         for file in sorted(Path(path).iterdir()):
-            if file.is_file():
+            if file.is_file() and file.name != CHECKPOINT:
                 registry.s3.upload_file(str(file), registry.bucket, f"models/{version}/{file.name}")
+    if checkpoint is not None and not _exists(registry, f"checkpoints/{version}/VERSION"):
+        registry.s3.upload_file(str(checkpoint), registry.bucket, f"checkpoints/{version}/model.pt")
+        registry.s3.put_object(
+            Bucket=registry.bucket, Key=f"checkpoints/{version}/VERSION", Body=version.encode()
+        )
     if not registry.alias("production").version:
         registry.promote(version, reason="the bundled model, registered by inktex up", by="inktex")
     return version
+
+
+def _exists(registry, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        registry.s3.head_object(Bucket=registry.bucket, Key=key)
+    except ClientError:
+        return False
+    return True
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -153,6 +189,8 @@ class LocalStack:
         self.server = None
         self.model_version = ""
         self.test_model = False
+        self.checkpoint: Path | None = None
+        self.training = None  # the LocalTrainingRunner, when settings.training == "local"
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -173,6 +211,7 @@ class LocalStack:
         self._register_model(endpoint)
         self._start_functions(endpoint)
         self._start_pollers(endpoint, provisioned)
+        self._start_training(endpoint)
         self._start_gateway()
         info = self.info()
         info["restored"] = restored
@@ -183,6 +222,8 @@ class LocalStack:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.training is not None:
+            self.training.stop()  # a running job is killed; its end is delivered next time
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
@@ -224,7 +265,10 @@ class LocalStack:
             env["ALIAS_PARAMETER_PREFIX"],
         )
         path, self.test_model = bundled_model(self.settings.model)
-        self.model_version = register_model(registry, path)
+        self.checkpoint = model_checkpoint(path, self.settings.checkpoint)
+        if self.checkpoint is None:
+            log.warning("no checkpoint for %s: retraining jobs will fail (--checkpoint)", path)
+        self.model_version = register_model(registry, path, self.checkpoint)
         self.model_path = path
 
     def _global_env(self) -> dict[str, str]:
@@ -279,6 +323,39 @@ class LocalStack:
                 )
             poller.start()
             self.pollers.append(poller)
+
+    def training_dir(self) -> Path:
+        return self.state_dir / "training"
+
+    def _start_training(self, endpoint: str) -> None:
+        """Run the jobs that CreateTrainingJob calls leave in the emulator, as SageMaker would,
+        and put each one's end on the emulator's EventBridge bus, whose rule (template.yaml)
+        delivers it to the training-events function. The functions do not know about it."""
+        if self.settings.training == "none":
+            return
+        if self.settings.training != "local":
+            raise LocalStackError(
+                f"unknown training backend {self.settings.training!r}: local or none"
+            )
+        from training.local_runner import LocalTrainingRunner
+
+        region = self.stack.region
+        events = emulator.client("events", endpoint, region)
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        self.training = LocalTrainingRunner(
+            emulator.client("sagemaker", endpoint, region),
+            emulator.client("s3", endpoint, region),
+            self.training_dir(),
+            deliver=lambda event: emulator.put_event(events, event),
+            env=env,
+        )
+        self.training.start()
 
     def _start_gateway(self) -> None:
         s = self.settings
@@ -337,7 +414,9 @@ class LocalStack:
                 "version": self.model_version,
                 "path": str(getattr(self, "model_path", "")),
                 "test_model": self.test_model,
+                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             },
+            "training": {"backend": s.training, "jobs": str(self.training_dir())},
             "resources": outputs,
             "functions": {k: f.name for k, f in self.stack.functions().items()},
             "logs": {k: str(r.log_path) for k, r in self.runtimes.items()},

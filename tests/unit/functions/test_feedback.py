@@ -70,6 +70,25 @@ def test_a_correction_is_one_pending_object_and_a_repeat_is_a_duplicate(
     assert len(objects(aws, "feedback/")) == 1
 
 
+def test_a_prediction_that_does_not_parse_can_be_corrected(aws, production, lambda_context):
+    """A degraded model emits unbalanced LaTeX; correcting it must not be refused."""
+    from functions.common.store import record_key
+
+    pred = predict(lambda_context)
+    key = record_key("user-1", pred["id"])
+    record = json.loads(aws.s3.get_object(Bucket=aws.data_bucket, Key=key)["Body"].read())
+    record.update(latex="\\sqrt { 1 5", tokens=["\\sqrt", "{", "1", "5"])
+    aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=json.dumps(record).encode())
+    status, item = send(
+        lambda_context, {"prediction_id": pred["id"], "latex": "\\sqrt{15}", "consent": True}
+    )
+    assert status == 201, item
+    assert item["predicted_latex"] == "\\sqrt { 1 5"
+    assert item["corrected_latex"] == "\\sqrt { 1 5 }"
+    assert item["assessment"]["edit_distance"] == 1
+    assert feedback.predicted_tokens({"latex": "x ^ {"}) == ["x", "^", "{"]
+
+
 def test_a_confirmation_is_told_apart(aws, production, lambda_context):
     pred = predict(lambda_context)
     latex = pred["latex"] or "x"
