@@ -53,7 +53,7 @@ from training.decoding import recognize_batch
 from training.model import count_parameters
 
 DEFAULT_PACKAGE = REPO_ROOT / "models" / "release"
-DEFAULT_CHECKPOINT = DEFAULT_PACKAGE / "checkpoint_fp16.pt"
+DEFAULT_CHECKPOINT = DEFAULT_PACKAGE / "checkpoint.pt"
 DEFAULT_IMAGES = 100
 BATCH_SIZE = 16
 CHUNK = 10  # images per backend turn in the alternating latency runs
