@@ -1,4 +1,5 @@
-"""`inktex up | down | status | info | logs | token`: the local stack from the shell.
+"""`inktex up | down | status | info | logs | token | drop | invoke ...`: the local stack from
+the shell.
 
 Module scope imports only the standard library, so `inktex` starts fast and the core's
 no-AWS test holds; the stack's code loads when a command runs.
@@ -499,6 +500,76 @@ def run_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_drop(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "drop",
+        help="drop files into the local stack's data bucket (uploads/) and print the LaTeX",
+        description="Uploads each FILE to uploads/<SUB>/<name> of the running stack's data "
+        "bucket, as `aws s3 cp` would, waits for the prediction the drop function writes, and "
+        "prints one line per file: the file, a tab, its LaTeX (or `error: <reason>`).",
+    )
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    p.add_argument(
+        "--user",
+        metavar="SUB",
+        help="the owner's sub (`inktex token USER --claims` shows it); default: no owner "
+        "(uploads/_anonymous/)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30, help="seconds to wait for the predictions (30)"
+    )
+    _add_state_dir(p)
+    p.set_defaults(handler=run_drop)
+
+
+def run_drop(args: argparse.Namespace) -> int:
+    from functions.local import tools
+
+    info = _running(_state_dir(args))
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        from functions.local.stack import LocalStackError
+
+        raise LocalStackError(f"no such file: {', '.join(missing)}")
+    failed = 0
+    for path, record in tools.drop(info, args.files, args.user, args.timeout):
+        ok, text = tools.describe(record, args.timeout)
+        failed += not ok
+        print(f"{path}\t{text}", flush=True)
+    return 1 if failed else 0
+
+
+def add_invoke(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "invoke",
+        help="run a function's handler here with a sample event (as `sam local invoke`)",
+        description="Runs FUNCTION's handler (a logical id of template.yaml, or its name) in "
+        "this process, with the environment the running local stack gives it (its AWS calls "
+        "go to the stack's emulator), on the event in -e FILE (events/ has samples; - reads "
+        "stdin). Prints the return value as JSON; the handler's logs go to stderr.",
+    )
+    p.add_argument("function", metavar="FUNCTION")
+    p.add_argument("-e", "--event", required=True, metavar="FILE", help="the event (JSON)")
+    _add_state_dir(p)
+    p.set_defaults(handler=run_invoke)
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    from functions.local import tools
+
+    info = _running(_state_dir(args))
+    try:
+        text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
+        event = json.loads(text)
+    except (OSError, ValueError) as exc:
+        from functions.local.stack import LocalStackError
+
+        raise LocalStackError(f"cannot read the event {args.event}: {exc}") from exc
+    ok, value = tools.invoke(info, args.function, event)
+    print(json.dumps(value, indent=2))
+    return 0 if ok else 1
+
+
 COMMANDS = [
     add_up,
     add_down,
@@ -509,4 +580,6 @@ COMMANDS = [
     add_monitor,
     add_seed,
     add_jobs,
+    add_drop,
+    add_invoke,
 ]

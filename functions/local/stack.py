@@ -417,6 +417,7 @@ class LocalStack:
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             },
             "training": {"backend": s.training, "jobs": str(self.training_dir())},
+            "parameter_overrides": dict(s.parameter_overrides),  # what `up` was given
             "resources": outputs,
             "functions": {k: f.name for k, f in self.stack.functions().items()},
             "logs": {k: str(r.log_path) for k, r in self.runtimes.items()},
