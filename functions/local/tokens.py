@@ -111,33 +111,41 @@ class Issuer:
         now: float | None = None,
     ) -> str:
         """A Cognito-shaped ID token for `username` (its audience is the app client)."""
+        return self._token(
+            username,
+            ttl_s,
+            groups,
+            now,
+            {
+                "cognito:username": username,
+                "email": username if "@" in username else f"{username}@localhost",
+                "email_verified": True,
+                "aud": self.audience,
+                "token_use": "id",
+            },
+        )
+
+    def access_token(self, username: str, ttl_s: int = 3600, groups: list[str] | None = None):
+        """A Cognito-shaped access token (it names the app client in `client_id`)."""
+        return self._token(
+            username,
+            ttl_s,
+            groups,
+            None,
+            {
+                "username": username,
+                "client_id": self.audience,
+                "token_use": "access",
+                "scope": "openid email profile",
+            },
+        )
+
+    def _token(self, username, ttl_s, groups, now, kind_claims: dict) -> str:
         now = int(time.time() if now is None else now)
         claims = {
             "sub": subject_of(username),
-            "cognito:username": username,
-            "email": username if "@" in username else f"{username}@localhost",
-            "email_verified": True,
+            **kind_claims,
             "iss": self.issuer,
-            "aud": self.audience,
-            "token_use": "id",
-            "auth_time": now,
-            "iat": now,
-            "exp": now + ttl_s,
-            "jti": str(uuid.uuid4()),
-        }
-        if groups:
-            claims["cognito:groups"] = list(groups)
-        return self.sign(claims)
-
-    def access_token(self, username: str, ttl_s: int = 3600, groups: list[str] | None = None):
-        now = int(time.time())
-        claims = {
-            "sub": subject_of(username),
-            "username": username,
-            "iss": self.issuer,
-            "client_id": self.audience,
-            "token_use": "access",
-            "scope": "openid email profile",
             "auth_time": now,
             "iat": now,
             "exp": now + ttl_s,
