@@ -14,8 +14,14 @@ The decision, both models' scores and the reason are written to
 when promoted, into the production alias's history (its reason).
 
 On "Failed" or "Stopped": the batch's corrections return to pending (`release_batch`).
-Each job is decided once: `training/<job>/decision.json` is written with IfNoneMatch, so
-a duplicate event finds it and does nothing.
+Each job is decided once: `training/<job>/decision.json` is written with IfNoneMatch
+(state "claimed") before anything moves, and rewritten with state "done" after the aliases,
+the record and the batch's status. A duplicate event finds it done and does nothing; an
+event re-delivered after the function died in between (a timeout, a crash between scoring
+and the alias swap) finds it "claimed" and finishes the stored decision: every step is
+idempotent (an alias already where the decision puts it is left alone, the record's key
+comes from the decision's time, a released batch stays released), so the decision takes
+effect exactly once and the scores that decided it are the stored ones.
 """
 
 from __future__ import annotations
@@ -143,18 +149,37 @@ def decide(candidate: dict, production: dict, metric: str, margin: float) -> tup
     return True, f"{metric} {c_eval[metric]:.4f} vs production {p_eval[metric]:.4f} (+{gain:.4f})"
 
 
+CLAIMED, DONE = "claimed", "done"
+
+
 class Decisions:
     """Decision records in the model bucket, newest first."""
 
     def __init__(self, s3, bucket: str):
         self.s3, self.bucket = s3, bucket
 
-    def claim(self, job: str, decision: dict) -> bool:
-        key = f"training/{job}/decision.json"
-        return put_json(self.s3, self.bucket, key, decision, only_if_new=True)
+    @staticmethod
+    def _claim_key(job: str) -> str:
+        return f"training/{job}/decision.json"
 
-    def record(self, decision: dict, now: datetime) -> None:
-        key = f"{DECISIONS}{_MAX_MS - int(now.timestamp() * 1000):013d}-{decision['job']}.json"
+    def claim(self, job: str, decision: dict) -> bool:
+        return put_json(
+            self.s3, self.bucket, self._claim_key(job), {**decision, "state": CLAIMED}, True
+        )
+
+    def claimed(self, job: str) -> dict | None:
+        """The job's claimed decision; state "claimed" until `done` (None: not claimed)."""
+        raw = _read(self.s3, self.bucket, self._claim_key(job))
+        return None if raw is None else json.loads(raw)
+
+    def done(self, job: str, decision: dict) -> None:
+        put_json(self.s3, self.bucket, self._claim_key(job), {**decision, "state": DONE})
+
+    def record(self, decision: dict) -> None:
+        """`decisions/<reversed-ms>-<job>.json`, the key from the decision's own time, so a
+        resumed decision rewrites its record rather than adding a second one."""
+        moment = datetime.fromisoformat(decision["decided_at"].replace("Z", "+00:00"))
+        key = f"{DECISIONS}{_MAX_MS - int(moment.timestamp() * 1000):013d}-{decision['job']}.json"
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(decision).encode())
 
     def latest(self, limit: int = 5) -> list[dict]:
@@ -163,6 +188,25 @@ class Decisions:
             json.loads(self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read())
             for o in page.get("Contents", [])
         ]
+
+
+def decide_once(decisions: Decisions, job: str, decision: dict, apply, count) -> dict:
+    """Claim `decision` for `job`, `apply` it (idempotent steps; returns the decision with
+    their outcome), record it, mark it done, then `count` it. If the job is claimed already:
+    a done decision is a duplicate (nothing happens); a decision left "claimed" by a
+    function that died is resumed as stored."""
+    resumed = False
+    if not decisions.claim(job, decision):
+        stored = decisions.claimed(job) or decision
+        if stored.get("state", DONE) != CLAIMED:
+            return {**stored, "duplicate": True}
+        decision, resumed = {k: v for k, v in stored.items() if k != "state"}, True
+        log.warning("resuming the interrupted decision for %s: %s", job, decision["decision"])
+    decision = apply(decision)
+    decisions.record(decision)
+    decisions.done(job, decision)
+    count(decision)
+    return {**decision, "resumed": True} if resumed else decision
 
 
 def evaluate_versions(
@@ -192,26 +236,17 @@ def on_training_job_state_change(facts: dict, settings, s3, registry: ModelRegis
         return {**base, "decision": "ignored"}
     if status in ("Failed", "Stopped"):
         decision = {**base, "decision": "failed", "reason": facts.get("failure_reason") or status}
-        if not decisions.claim(job, decision):
-            return {**decision, "duplicate": True}
-        released = batches.release(batch, decision["reason"], settings.max_training_attempts)
-        decision["released"] = released
-        decisions.record(decision, now)
-        telemetry.training_job("failed")
-        return decision
+        return _decide(decisions, batches, registry, settings, decision)
     if status != "Completed":
         return {**base, "decision": "ignored"}
 
+    stored = decisions.claimed(job)
+    if stored is not None:  # decided, or being decided: the stored scores, no scoring again
+        return _decide(decisions, batches, registry, settings, stored)
     raw = _read(s3, settings.model_bucket, f"training/{job}/result.json")
     if raw is None:
         decision = {**base, "decision": "failed", "reason": "the job left no result.json"}
-        if decisions.claim(job, decision):
-            decision["released"] = batches.release(
-                batch, decision["reason"], settings.max_training_attempts
-            )
-            decisions.record(decision, now)
-            telemetry.training_job("failed")
-        return decision
+        return _decide(decisions, batches, registry, settings, decision)
     result = json.loads(raw)
     candidate = result["version"]
     production = registry.alias("production").version
@@ -239,19 +274,53 @@ def on_training_job_state_change(facts: dict, settings, s3, registry: ModelRegis
         "margin": settings.promotion_margin,
         "lineage": result.get("lineage", {}),
     }
-    if not decisions.claim(job, decision):
-        return {**decision, "duplicate": True}
+    return _decide(decisions, batches, registry, settings, decision)
+
+
+def _decide(decisions, batches, registry: ModelRegistry, settings, decision: dict) -> dict:
+    """`decide_once` with the steps of the decision's kind: a failed job's batch returns to
+    pending; a scored candidate moves the aliases and completes the batch."""
+    if decision["decision"] == "failed":
+
+        def apply(decision: dict) -> dict:
+            released = batches.release(
+                decision["batch"], decision["reason"], settings.max_training_attempts
+            )
+            return {**decision, "released": released}
+
+        def count(decision: dict) -> None:
+            telemetry.training_job("failed")
+
+    else:
+
+        def apply(decision: dict) -> dict:
+            _swap_aliases(registry, decision)
+            batches.set_status(
+                decision["batch"],
+                "completed",
+                decision=decision["decision"],
+                candidate=decision["candidate"]["version"],
+            )
+            return decision
+
+        def count(decision: dict) -> None:
+            telemetry.training_job("succeeded")
+            telemetry.promotion(decision["decision"])
+
+    return decide_once(decisions, decision["job"], decision, apply, count)
+
+
+def _swap_aliases(registry: ModelRegistry, decision: dict) -> None:
+    """Candidate alias to the candidate; production too when promoted. Idempotent: an alias
+    already at the version is left alone (a resumed decision does not move it twice)."""
+    job, batch = decision["job"], decision["batch"]
+    candidate = decision["candidate"]["version"]
     try:
         registry.move("candidate", candidate, f"trained by {job} on feedback batch {batch}", job)
     except RegistryError as exc:
         log.info("candidate alias: %s", exc)
-    if promote:
+    if decision["decision"] == "promoted" and registry.alias("production").version != candidate:
         registry.move("production", candidate, f"promoted by {job}: {_summary(decision)}", job)
-    decisions.record(decision, now)
-    batches.set_status(batch, "completed", decision=decision["decision"], candidate=candidate)
-    telemetry.training_job("succeeded")
-    telemetry.promotion(decision["decision"])
-    return decision
 
 
 def _summary(decision: dict) -> str:

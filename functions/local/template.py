@@ -226,6 +226,10 @@ class Stack:
         if kind == "AWS::Serverless::Function" and attribute == "Arn":
             name = self.physical_id(logical_id)
             return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+        if kind == "AWS::IAM::Role" and attribute == "Arn":
+            props = self.resources[logical_id].get("Properties") or {}
+            name = self.resolve(props.get("RoleName")) or f"{self.stack_name}-{logical_id}"
+            return f"arn:aws:iam::{self.account_id}:role/{name}"
         if kind == "AWS::CloudFront::Distribution" and attribute == "DomainName":
             # No CloudFront here (the gateway serves web/ itself): a name that resolves nowhere.
             return f"{self.physical_id(logical_id).lower()}.cloudfront.invalid"

@@ -186,6 +186,42 @@ def test_history_pages(page, stack):
     assert page.locator("#history-list > li").first.get_attribute("data-id") == first_page
 
 
+def test_delete_my_data_erases_the_history_and_signs_out(page, stack):
+    name = user("rosalind")
+    token = stack.token(name)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    for sample in sorted(INKML.glob("*.inkml"))[:2]:
+        body = json.dumps({"inkml": sample.read_text()}).encode()
+        assert stack.request("POST", "/predictions", body, headers)[0] == 201
+    sign_in(page, name)
+    page.click("nav >> text=History")
+    history_rows(page, 2)
+
+    # Cancelled: nothing is erased.
+    page.click("#delete-my-data")
+    assert page.is_visible("#confirm") and page.text_content("#confirm-title") == (
+        "Delete all your data?"
+    )
+    page.click("#confirm >> text=Cancel")
+    assert page.is_hidden("#confirm") and page.is_visible("#delete-my-data")
+    history_rows(page, 2)
+
+    page.click("#delete-my-data")
+    with page.expect_response(
+        lambda r: r.url.endswith("/me") and r.request.method == "DELETE"
+    ) as r:
+        page.click("#confirm-ok")
+    assert r.value.status == 200  # (its body is gone: sign-out navigates away at once)
+    page.wait_for_selector("body[data-ready=true][data-signed-in=false]")
+    assert page.is_hidden("#delete-my-data") and page.is_visible("#sign-in")
+
+    status, body = stack.request("GET", "/predictions", None, headers)
+    assert status == 200 and body["items"] == []  # gone on the server too
+    sign_in(page, name)
+    page.click("nav >> text=History")
+    page.wait_for_selector("#history-empty:not([hidden])")
+
+
 def test_model_status(page, stack):
     page.click("nav >> text=Model")
     page.wait_for_selector("#production .version")

@@ -112,6 +112,11 @@ export class Api {
     return this.request('DELETE', `/predictions/${encodeURIComponent(id)}`, { auth: 'required' });
   }
 
+  /** DELETE /me: the caller's predictions, inputs and corrections not yet used in training. */
+  deleteMe() {
+    return this.request('DELETE', '/me', { auth: 'required' });
+  }
+
   /** A presigned PUT for a photo too large to send through the API. */
   createUpload(filename, contentType) {
     return this.json('POST', '/uploads', { filename, content_type: contentType }, { auth: 'required' });

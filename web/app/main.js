@@ -65,8 +65,9 @@ class App {
     if (this.view === 'models') this.models.load();
   }
 
-  confirm(text) {
+  confirm(text, title = 'Delete this prediction?') {
     const dialog = $('#confirm');
+    $('#confirm-title').textContent = title;
     $('#confirm-text').textContent = `${text} This cannot be undone.`;
     dialog.returnValue = '';
     dialog.showModal();
@@ -130,6 +131,7 @@ class App {
       this.auth.signOut();
       this.notify('Signed out.');
     });
+    $('#delete-my-data').addEventListener('click', () => this.#deleteMyData());
     this.auth.addEventListener('change', () => {
       this.#showAccount();
       this.result.refreshAccount();
@@ -138,10 +140,31 @@ class App {
     });
   }
 
+  /** DELETE /me after a confirmation; then the history is cleared and the user signed out. */
+  async #deleteMyData() {
+    const yes = await this.confirm(
+      'Your predictions, their inputs and your corrections not yet used in training will be erased, and you will be signed out.',
+      'Delete all your data?',
+    );
+    if (!yes) return;
+    let answer;
+    try {
+      answer = await this.api.deleteMe();
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    const erased = answer?.erased?.predictions ?? 0;
+    this.notify(`Your data was erased (${erased} prediction${erased === 1 ? '' : 's'}).`);
+    this.auth.forget(); // the history view hears the change and shows itself signed out
+    this.auth.signOut();
+  }
+
   #showAccount() {
     const signedIn = this.auth.signedIn;
     $('#sign-in').hidden = signedIn || !this.config.canSignIn;
     $('#sign-out').hidden = !signedIn;
+    $('#delete-my-data').hidden = !signedIn;
     const name = $('#user-name');
     name.hidden = !signedIn;
     name.textContent = signedIn ? this.auth.userName : '';
