@@ -78,23 +78,24 @@ def test_a_package_missing_a_graph_is_refused(fixtures, tmp_path):
         OnnxRecognizer.load(package)
 
 
+def _predict(fixtures: Path, *args: str) -> subprocess.CompletedProcess:
+    """`inktex predict` with the tiny package, as a user runs it: a fresh process."""
+    command = [
+        sys.executable,
+        "-m",
+        "inktex.cli",
+        "predict",
+        "--model",
+        str(fixtures / "tiny_model"),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 def test_predict_command_prints_one_line_per_file(fixtures):
     files = [str(p) for p in sorted((fixtures / "inkml").glob("*.png"))[:2]]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inktex.cli",
-            "predict",
-            "--model",
-            str(fixtures / "tiny_model"),
-            "--json",
-            *files,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = _predict(fixtures, "--json", *files)
+    assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["file"] for line in lines] == files
     assert {"latex", "confidence", "alternatives", "model_version", "latency_ms"} <= set(lines[0])
@@ -104,20 +105,7 @@ def test_predict_reports_a_bad_file_and_goes_on(fixtures, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     good = sorted((fixtures / "inkml").glob("*.png"))[0]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inktex.cli",
-            "predict",
-            "--model",
-            str(fixtures / "tiny_model"),
-            str(bad),
-            str(good),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = _predict(fixtures, str(bad), str(good))
     assert out.returncode == 2
     assert "notes.png" in out.stderr and "not a readable image" in out.stderr
     assert len(out.stdout.splitlines()) == 1
