@@ -24,6 +24,7 @@ from e2e_kit import (
     sign_in,
 )
 from PIL import Image
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -66,16 +67,18 @@ def recognise(page, trigger) -> dict:
 
 
 def test_sign_in_and_sign_out(page):
-    assert page.is_visible("#sign-in") and page.is_hidden("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#sign-out")).to_be_hidden()
     name = user("ada")
     sign_in(page, name)
     page.reload()
     page.wait_for_selector("body[data-ready=true][data-signed-in=true]")  # the session is kept
     page.click("#sign-out")
     page.wait_for_selector("body[data-ready=true][data-signed-in=false]")
-    assert page.is_visible("#sign-in") and page.is_hidden("#user-name")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#user-name")).to_be_hidden()
     page.click("nav >> text=History")
-    assert page.is_visible("#history-signed-out")
+    expect(page.locator("#history-signed-out")).to_be_visible()  # the router runs on hashchange
 
 
 def test_a_prediction_is_corrected_and_found_in_the_history(page, stack):
@@ -86,7 +89,8 @@ def test_a_prediction_is_corrected_and_found_in_the_history(page, stack):
     assert drawn["source"] == "api"
 
     # Correct it: edit the LaTeX, consent, send; the UI confirms and shows what is pending.
-    assert page.is_visible("#feedback-form") and page.is_disabled("#send-correction")
+    expect(page.locator("#feedback-form")).to_be_visible()
+    expect(page.locator("#send-correction")).to_be_disabled()
     page.fill("#latex", TRUTH["27_em_120"])
     page.check("#consent")
     with page.expect_response(lambda r: r.url.endswith("/feedback")) as r:
@@ -116,8 +120,8 @@ def test_a_prediction_is_corrected_and_found_in_the_history(page, stack):
 
     # Open an entry again: it is back in the editor, its feedback shown.
     rows.nth(1).get_by_role("button", name=re.compile("^Open")).click()
-    assert page.input_value("#latex") == drawn["latex"]
-    assert page.text_content("#feedback-status").startswith("Corrected")
+    expect(page.locator("#latex")).to_have_value(drawn["latex"])
+    expect(page.locator("#feedback-status")).to_have_text(re.compile("^Corrected"))
 
     # Delete the upload: the dialog asks first, then it is gone here and in the API.
     page.click("nav >> text=History")
@@ -151,7 +155,7 @@ def test_a_large_photo_goes_whole_through_a_presigned_upload(page, stack, tmp_pa
         page.set_input_files("#file", str(big))
     assert put.value.headers["content-type"] == "image/png"
     page.wait_for_selector("#result-body:not([hidden]) #preview .katex", timeout=60_000)
-    assert "uploaded whole" in page.text_content("#image-preview-caption")
+    expect(page.locator("#image-preview-caption")).to_contain_text("uploaded whole")
     key = unquote(urlsplit(put.value.url).path).split("/", 2)[2]  # /<bucket>/<key>
     status, body = stack.request(
         "GET", "/predictions", headers={"authorization": f"Bearer {page.evaluate(TOKEN)}"}
@@ -179,8 +183,8 @@ def test_history_pages(page, stack):
     first_page = page.locator("#history-list > li").first.get_attribute("data-id")
     page.click("#history-older")
     history_rows(page, 2)
-    assert page.text_content("#history-page") == "Page 2"
-    assert page.is_disabled("#history-older")
+    expect(page.locator("#history-page")).to_have_text("Page 2")
+    expect(page.locator("#history-older")).to_be_disabled()
     page.click("#history-newer")
     history_rows(page, 10)
     assert page.locator("#history-list > li").first.get_attribute("data-id") == first_page
@@ -199,11 +203,10 @@ def test_delete_my_data_erases_the_history_and_signs_out(page, stack):
 
     # Cancelled: nothing is erased.
     page.click("#delete-my-data")
-    assert page.is_visible("#confirm") and page.text_content("#confirm-title") == (
-        "Delete all your data?"
-    )
+    expect(page.locator("#confirm-title")).to_have_text("Delete all your data?")
     page.click("#confirm >> text=Cancel")
-    assert page.is_hidden("#confirm") and page.is_visible("#delete-my-data")
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(page.locator("#delete-my-data")).to_be_visible()
     history_rows(page, 2)
 
     page.click("#delete-my-data")
@@ -213,7 +216,8 @@ def test_delete_my_data_erases_the_history_and_signs_out(page, stack):
         page.click("#confirm-ok")
     assert r.value.status == 200  # (its body is gone: sign-out navigates away at once)
     page.wait_for_selector("body[data-ready=true][data-signed-in=false]")
-    assert page.is_hidden("#delete-my-data") and page.is_visible("#sign-in")
+    expect(page.locator("#delete-my-data")).to_be_hidden()
+    expect(page.locator("#sign-in")).to_be_visible()
 
     status, body = stack.request("GET", "/predictions", None, headers)
     assert status == 200 and body["items"] == []  # gone on the server too
@@ -225,11 +229,15 @@ def test_delete_my_data_erases_the_history_and_signs_out(page, stack):
 def test_model_status(page, stack):
     page.click("nav >> text=Model")
     page.wait_for_selector("#production .version")
-    assert page.text_content("#production .version code") == stack.info["model"]["version"]
-    assert "Sign in" in page.text_content("#retraining")  # GET /retraining needs an account
+    expect(page.locator("#production .version code")).to_have_text(stack.info["model"]["version"])
+    expect(page.locator("#retraining")).to_contain_text(
+        "Sign in"
+    )  # GET /retraining needs an account
     sign_in(page, user("alan"))
     page.wait_for_selector("#retraining .pending")
-    assert re.search(r"\d+ of \d+ corrections waiting", page.text_content("#retraining .pending"))
+    expect(page.locator("#retraining .pending")).to_have_text(
+        re.compile(r"\d+ of \d+ corrections waiting")
+    )
 
 
 def test_the_model_page_charts_usage_over_time(page, stack):

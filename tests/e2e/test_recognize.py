@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from e2e_kit import INKML, TINY_MODEL, open_app, replay_inkml, screenshot
 from PIL import Image
+from playwright.sync_api import expect
 
 from inktex.runtime import OnnxRecognizer
 
@@ -57,10 +58,11 @@ def test_replayed_crohme_ink_is_sent_as_strokes_and_rendered(page, recognizer):
     assert page.locator("#tokens li").count() == len(result["tokens"])
     uncertain = sum(p < 0.5 for p in result["token_probs"])
     assert page.locator("#tokens .token-low, #tokens .token-very-low").count() == uncertain
-    assert page.text_content("#confidence-value").endswith("%")
+    expect(page.locator("#confidence-value")).to_have_text(re.compile("%$"))
     assert page.locator("#alternatives li").count() == len(result["alternatives"])
     # Signed out: nothing is kept, so there is nothing to correct.
-    assert page.is_visible("#feedback-anonymous") and not page.is_visible("#feedback-form")
+    expect(page.locator("#feedback-anonymous")).to_be_visible()
+    expect(page.locator("#feedback-form")).to_be_hidden()
     screenshot(page, "recognize-desktop")
 
 
@@ -75,7 +77,8 @@ def test_undo_redo_and_clear(page):
     request, _ = recognise_and_capture(page)
     assert len(request.post_data_json["strokes"]) == drawn - 1
     page.click("#clear")
-    assert page.is_disabled("#recognize-ink") and page.is_visible("#ink-hint")
+    expect(page.locator("#recognize-ink")).to_be_disabled()
+    expect(page.locator("#ink-hint")).to_be_visible()
     page.click("#undo")  # clearing is undoable too
     request, _ = recognise_and_capture(page)
     assert len(request.post_data_json["strokes"]) == drawn - 1
@@ -89,7 +92,7 @@ def test_an_uploaded_crohme_image_is_recognised(page, recognizer):
     assert r.value.request.headers["content-type"] == "image/png"
     assert result["latex"] == recognizer.recognize_file(IMAGE).latex
     assert shown_latex(page) == result["latex"]
-    assert page.is_visible("#image-preview img")
+    expect(page.locator("#image-preview img")).to_be_visible()
 
 
 @pytest.mark.parametrize("how", ["paste", "drop"])
@@ -112,7 +115,7 @@ def test_a_pasted_or_dropped_image_is_recognised(page, recognizer, how):
             [data, how],
         )
     assert r.value.json()["latex"] == recognizer.recognize_file(IMAGE).latex
-    assert page.get_attribute("#tab-image", "aria-selected") == "true"
+    expect(page.locator("#tab-image")).to_have_attribute("aria-selected", "true")
 
 
 def test_a_photo_over_the_payload_limit_is_scaled_down_first(page, tmp_path):
@@ -141,23 +144,23 @@ def test_editing_the_latex_updates_the_live_preview(page):
     page.fill("#latex", r"\frac{a}{b} + \sqrt{15}")
     assert shown_latex(page) == r"\frac{a}{b} + \sqrt{15}"
     assert page.locator("#preview .mfrac, #preview .sqrt").count() >= 2
-    assert page.is_visible("#revert")
+    expect(page.locator("#revert")).to_be_visible()
 
     page.fill("#latex", r"\frac{a}{")
-    assert page.is_visible("#preview-error")
-    assert "Not valid LaTeX" in page.text_content("#preview-error")
-    assert page.get_attribute("#latex", "aria-invalid") == "true"
+    expect(page.locator("#preview-error")).to_contain_text("Not valid LaTeX")
+    expect(page.locator("#latex")).to_have_attribute("aria-invalid", "true")
 
     page.click("#revert")
-    assert page.is_hidden("#preview-error") and page.is_hidden("#revert")
+    expect(page.locator("#preview-error")).to_be_hidden()
+    expect(page.locator("#revert")).to_be_hidden()
 
     # One click puts an alternative in the editor (the tiny model's may not even parse).
     alternatives = page.locator("#alternatives button")
     if alternatives.count():
         page.click("#alternatives-block summary")
         alternatives.first.click()
-        assert page.input_value("#latex") == alternatives.first.get_attribute("data-latex")
-        assert page.is_visible("#revert")
+        expect(page.locator("#latex")).to_have_value(alternatives.first.get_attribute("data-latex"))
+        expect(page.locator("#revert")).to_be_visible()
 
 
 def test_the_csp_blocks_inline_script_and_the_app_needs_none(page):
@@ -188,14 +191,14 @@ def test_a_rejected_input_shows_the_apis_reason(page, tmp_path):
     page.wait_for_selector("#banner:not([hidden])")
     message = r.value.json()["message"]
     assert message.startswith("not a readable image")
-    assert page.text_content("#banner-text") == message[0].upper() + message[1:]
+    expect(page.locator("#banner-text")).to_have_text(message[0].upper() + message[1:])
 
     page.click("#banner-close")
     notes = tmp_path / "notes.txt"
     notes.write_text("x^2")
     page.set_input_files("#file", str(notes))
     page.wait_for_selector("#banner:not([hidden])")
-    assert "is not an image" in page.text_content("#banner-text")
+    expect(page.locator("#banner-text")).to_contain_text("is not an image")
 
 
 def test_an_unreachable_api_says_so(browser, stack):
@@ -209,7 +212,7 @@ def test_an_unreachable_api_says_so(browser, stack):
         page.wait_for_selector("#banner:not([hidden])")
         text = page.text_content("#banner-text")
         assert "cannot be reached" in text and "http://127.0.0.1:9" in text
-        assert page.is_hidden("#sign-in")  # no sign-in without its settings
+        expect(page.locator("#sign-in")).to_be_hidden()  # no sign-in without its settings
     finally:
         page.context.close()
 
@@ -238,4 +241,4 @@ def test_the_keyboard_reaches_everything(page):
     assert page.evaluate("document.activeElement.id") == "copy"
     page.keyboard.press("Enter")
     page.wait_for_selector(".toast-visible")
-    assert page.text_content("#toast") == "LaTeX copied to the clipboard."
+    expect(page.locator("#toast")).to_have_text("LaTeX copied to the clipboard.")
