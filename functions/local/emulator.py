@@ -12,7 +12,8 @@ Two fidelity fixes on top of moto, applied once per process when `Moto` is built
   `requestParameters`, `responseElements`), so handlers see the real shape of
   `events/s3_upload.json`.
 
-State: moto keeps everything in memory. `snapshot` writes every bucket's current objects
+State: moto keeps everything in memory, per process; a `Moto` starts empty (it resets what
+an earlier one in the same process left). `snapshot` writes every bucket's current objects
 (with content type and metadata) and every SSM parameter's history to the state directory;
 `restore` puts them back. Object version ids and timestamps are new after a restore.
 """
@@ -24,6 +25,7 @@ import json
 import logging
 import shutil
 import threading
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -99,6 +101,10 @@ class Moto:
 
     def start(self) -> None:
         self.server.start()
+        # moto's backends live in the process, not the server: a stack started before in
+        # this process (tests) would leave its buckets, parameters and jobs in this one
+        reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=30).close()
 
     def stop(self) -> None:
         self.server.stop()

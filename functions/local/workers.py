@@ -4,7 +4,8 @@ on first use, a warm container after), and the pollers that deliver asynchronous
 A function's process imports its handler with the environment template.yaml gives it, plus
 what differs locally (the emulator's endpoint, fake credentials, a cache folder in the state
 directory). Its stdout and stderr (Powertools' structured logs) go to
-`<state>/logs/<Function>.log`, which `inktex logs` reads. A handler that runs past its
+`<state>/logs/<Function>.log`, which `inktex logs` reads. With INKTEX_RECORD_AWS_CALLS set,
+the process records every AWS call it makes (call_recorder.py). A handler that runs past its
 timeout is killed and the next event gets a fresh process, as in Lambda.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from functions.local import call_recorder
 from functions.local.template import Function
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,9 @@ class LambdaContext:
         return max(0, int((self.deadline - time.time()) * 1000))
 
 
-def _serve(conn, handler: str, env: dict[str, str], log_path: str, context: dict) -> None:
+def _serve(
+    conn, logical_id: str, handler: str, env: dict[str, str], log_path: str, context: dict
+) -> None:
     """The function's process: import the handler once, then answer events until closed."""
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -56,6 +60,7 @@ def _serve(conn, handler: str, env: dict[str, str], log_path: str, context: dict
     for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(key, None)
     os.environ.update(env)
+    call_recorder.install_from_env(logical_id)  # before the handler builds any client
     module_name, func_name = handler.rsplit(".", 1)
     try:
         func = getattr(importlib.import_module(module_name), func_name)
@@ -107,7 +112,14 @@ class FunctionRuntime:
         }
         self._process = ctx.Process(
             target=_serve,
-            args=(child, self.function.handler, self.env, str(self.log_path), context),
+            args=(
+                child,
+                self.function.logical_id,
+                self.function.handler,
+                self.env,
+                str(self.log_path),
+                context,
+            ),
             name=f"inktex-{self.function.logical_id}",
             daemon=True,
         )

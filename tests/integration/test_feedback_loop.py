@@ -150,7 +150,12 @@ def trigger_settings(stack):
     from functions.common.config import Settings
     from functions.local.template import Stack
 
-    overrides = {"RetrainingThreshold": str(THRESHOLD)}
+    # all of the stack's overrides that reach the trigger: a racer that wins the claim
+    # starts the job the stack's own trigger would have started
+    overrides = {
+        "RetrainingThreshold": str(THRESHOLD),
+        "TrainingHyperparameters": json.dumps(HYPERPARAMETERS),
+    }
     template = Stack.from_file(REPO / "template.yaml", overrides)
     return Settings.from_env(template.functions()["FeedbackTriggerFunction"].environment)
 
