@@ -2,16 +2,18 @@
 
 Used by the Lambda functions, `inktex predict`, `inktex evaluate --model` and promotion,
 so what is measured is what is served. The encoder runs once per batch; the decoder step
-graph runs once per token for all rows (images x beams) at once, reading the encoder's
-outputs through an index instead of copies. Its inputs and outputs are bound once to
-preallocated buffers (I/O binding), so a step allocates, copies and binds nothing: at one
-image, where a step is mostly overhead, that made decoding 2x faster (docs/benchmark.md).
+graph runs once per token for all rows (images x beams) at once, each row reading its own
+copy of its image's encoder outputs, made once per search. Its inputs and outputs are bound
+once to preallocated buffers (I/O binding), kept from one search to the next, so a step
+allocates, copies and binds nothing (docs/benchmark.md).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -76,33 +78,38 @@ class StepState:
 
 
 class _Buffers:
-    """Two bound state buffers for one row count: each step reads one and writes the other."""
+    """Bound buffers for one row count: each row's copy of the encoder's outputs, the tokens,
+    the log-probabilities, and two state buffers that each step reads one of and writes the
+    other."""
 
     def __init__(self, model: OnnxStepModel, rows: int):
         def zeros(*shape, dtype=np.float32):
             return np.zeros(shape, dtype=dtype)
 
-        self.token, self.index = zeros(rows, dtype=np.int64), zeros(rows, dtype=np.int64)
+        self.token = zeros(rows, dtype=np.int64)
         self.log_probs = zeros(rows, model.vocab_size)
         self.hidden = [zeros(rows, model.hidden0.shape[1]) for _ in range(2)]
         self.coverage = [zeros(rows, 1, *model.grid) for _ in range(2)]
-        self._values = [_ortvalue(a) for a in (self.token, self.index, self.log_probs)]
+        # Row i holds a copy of encoded input index[i]; -1: not filled yet.
+        self.index = np.full(rows, -1, dtype=np.int64)
+        self.encoded = {k: zeros(rows, *v.shape[1:]) for k, v in model.encoded.items()}
+        self._values: list[ort.OrtValue] = []
+        inputs = {"token": self.token, **self.encoded}
+        if model.reads_index:  # older packages' step graphs gather each row's image by index
+            inputs["image_index"] = np.arange(rows, dtype=np.int64)  # each row is its own
         self.bindings = []
         for src in (0, 1):
             dst = 1 - src
             binding = model.session.io_binding()
-            for name, value in {
-                "token": self._values[0],
-                "image_index": self._values[1],
-                "features": model.features,
-                "keys": model.keys,
-                "hidden": self._keep(self.hidden[src]),
-                "coverage": self._keep(self.coverage[src]),
+            state = {"hidden": self.hidden[src], "coverage": self.coverage[src]}
+            for name, array in {**inputs, **state}.items():
+                binding.bind_ortvalue_input(name, self._keep(array))
+            for name, array in {
+                "log_probs": self.log_probs,
+                "hidden_out": self.hidden[dst],
+                "coverage_out": self.coverage[dst],
             }.items():
-                binding.bind_ortvalue_input(name, value)
-            binding.bind_ortvalue_output("log_probs", self._values[2])
-            binding.bind_ortvalue_output("hidden_out", self._keep(self.hidden[dst]))
-            binding.bind_ortvalue_output("coverage_out", self._keep(self.coverage[dst]))
+                binding.bind_ortvalue_output(name, self._keep(array))
             self.bindings.append(binding)
 
     def _keep(self, array: np.ndarray) -> ort.OrtValue:
@@ -110,28 +117,52 @@ class _Buffers:
         self._values.append(value)  # a binding holds the buffer's address, not the array
         return value
 
+    def read_from(self, encoded: dict[str, np.ndarray], index: np.ndarray) -> None:
+        """Make row i a copy of encoded input index[i] (a beam search does this once)."""
+        if not np.array_equal(index, self.index):
+            for name, rows in self.encoded.items():
+                np.take(encoded[name], index, axis=0, out=rows)
+            self.index[...] = index
+
+
+_serials = itertools.count(1)  # unique across step models, which may share buffers
+
 
 class OnnxStepModel:
     """The decoder step graph as the core search's `StepModel`, with no per-step allocations.
 
     Everything a step reads and writes lives in preallocated numpy buffers bound to the graph
-    once (I/O binding): the encoder's outputs, the tokens, and two state buffers per row
-    count, one read and one written, swapping each step. ONNX Runtime writes the next state
-    straight into the buffer the following step reads: no output allocation, no copies, no
-    re-binding. A state that the search made itself (the start, a beam selection) is copied in
-    once. At one image this more than halves the cost of a step.
+    once (I/O binding): each row's copy of the encoder's outputs, the tokens, and two state
+    buffers per row count, one read and one written, swapping each step. ONNX Runtime writes
+    the next state straight into the buffer the following step reads: no output allocation,
+    no copies, no re-binding. A state that the search made itself (the start, a beam
+    selection) is copied in once. At one image this more than halves the cost of a step.
 
     So a state returned by `step` is overwritten two steps later: it is valid as input to the
     next step only, as the searches use it; passing an older one raises.
     """
 
-    def __init__(self, session: ort.InferenceSession, features, keys, hidden):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        encoded: dict[str, np.ndarray],
+        hidden: np.ndarray,
+        buffers: dict | None = None,
+    ):
+        """`encoded`: the encoder's outputs by name; `buffers`: bound buffers to reuse, from an
+        earlier search on the same session (binding them anew costs more than a step)."""
         self.session = session
+        names = {i.name for i in session.get_inputs()}
+        self.encoded = {k: np.ascontiguousarray(v) for k, v in encoded.items() if k in names}
+        self.reads_index = "image_index" in names
         self.hidden0 = np.ascontiguousarray(hidden, dtype=np.float32)
-        self.grid = tuple(features.shape[2:])
+        self.grid = tuple(encoded["features"].shape[2:])
         self.vocab_size = int(session.get_outputs()[0].shape[1])
-        self.features, self.keys = _ortvalue(features), _ortvalue(keys)
-        self._buffers: dict[int, _Buffers] = {}
+        self._buffers = {} if buffers is None else buffers
+        if len(self._buffers) > 8:  # row counts seen: keep the memory bounded
+            self._buffers.clear()
+        for buf in self._buffers.values():
+            buf.index[...] = -1  # their copies are of other images
         self._serial = 0  # of the latest state that `step` returned
 
     def start(self) -> StepState:
@@ -140,15 +171,15 @@ class OnnxStepModel:
         return StepState(self.hidden0.copy(), coverage, np.arange(n, dtype=np.int64))
 
     def step(self, tokens: np.ndarray, state: StepState) -> tuple[np.ndarray, StepState]:
-        rows = len(tokens)
-        buf = self._buffers.get(rows)
+        key = (len(tokens), self.grid)
+        buf = self._buffers.get(key)
         if buf is None:
-            buf = self._buffers[rows] = _Buffers(self, rows)
+            buf = self._buffers[key] = _Buffers(self, len(tokens))
         if state.serial == 0:  # the search's own arrays: copy them into a read buffer
             src = 0
             buf.hidden[src][...] = state.hidden
             buf.coverage[src][...] = state.coverage
-            buf.index[...] = state.index
+            buf.read_from(self.encoded, state.index)
         elif state.serial == self._serial and state.hidden is buf.hidden[0]:
             src = 0
         elif state.serial == self._serial and state.hidden is buf.hidden[1]:
@@ -157,7 +188,7 @@ class OnnxStepModel:
             raise RuntimeError("a decoder state is valid as input to the next step only")
         buf.token[...] = tokens
         self.session.run_with_iobinding(buf.bindings[src])
-        self._serial += 1
+        self._serial = next(_serials)
         dst = 1 - src
         out = StepState(buf.hidden[dst], buf.coverage[dst], buf.index, self._serial)
         return buf.log_probs.copy(), out
@@ -178,6 +209,9 @@ class OnnxRecognizer:
         self.length_penalty = float(package.settings.get("length_penalty", 1.0))
         self.encoder = _session(package.path / ENCODER_FILE, encoder_threads, ENCODER_OPTIMIZATION)
         self.step_session = _session(package.path / STEP_FILE, step_threads, STEP_OPTIMIZATION)
+        # Bound step buffers, kept from one search to the next; a concurrent search makes its own.
+        self._buffers: dict = {}
+        self._buffers_lock = threading.Lock()
         if package.check_graph_version:
             for session in (self.encoder, self.step_session):
                 found = session.get_modelmeta().custom_metadata_map.get("inktex_version")
@@ -194,21 +228,28 @@ class OnnxRecognizer:
     def version(self) -> str:
         return self.package.version
 
-    def step_model(self, images: np.ndarray) -> OnnxStepModel:
+    def step_model(self, images: np.ndarray, buffers: dict | None = None) -> OnnxStepModel:
         """Encode model inputs (N, H, W) float32 and return their decoder."""
-        features, keys, hidden = self.encoder.run(None, {"image": images[:, None]})
-        return OnnxStepModel(self.step_session, features, keys, hidden)
+        outputs = self.encoder.run(None, {"image": images[:, None]})
+        encoded = {o.name: v for o, v in zip(self.encoder.get_outputs(), outputs, strict=True)}
+        return OnnxStepModel(self.step_session, encoded, encoded.pop("hidden"), buffers)
 
     def search(self, images: np.ndarray, beam: int | None = None) -> list[SearchResult]:
         """Search results for model inputs (N, H, W) float32."""
         beam = self.beam_size if beam is None else beam
-        steps = self.step_model(np.ascontiguousarray(images, dtype=np.float32))
+        images = np.ascontiguousarray(images, dtype=np.float32)
         v = self.vocab
-        if beam <= 1:
-            return greedy_search(steps, len(images), v.sos_id, v.eos_id, self.max_len)
-        return beam_search(
-            steps, len(images), v.sos_id, v.eos_id, self.max_len, beam, self.length_penalty
-        )
+        reuse = self._buffers_lock.acquire(blocking=False)
+        try:
+            steps = self.step_model(images, self._buffers if reuse else None)
+            if beam <= 1:
+                return greedy_search(steps, len(images), v.sos_id, v.eos_id, self.max_len)
+            return beam_search(
+                steps, len(images), v.sos_id, v.eos_id, self.max_len, beam, self.length_penalty
+            )
+        finally:
+            if reuse:
+                self._buffers_lock.release()
 
     def recognize_inputs(
         self, inputs: Sequence[np.ndarray], beam: int | None = None, batch_size: int = 16

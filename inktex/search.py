@@ -60,11 +60,12 @@ def greedy_search(
     logps = np.zeros((batch, max_len), dtype=np.float64)
     lengths = np.full(batch, max_len)
     alive = np.ones(batch, dtype=bool)
+    rows = np.arange(batch)
     for t in range(max_len):
         logp, state = model.step(tokens, state)
         tokens = logp.argmax(axis=1)
         ids[:, t] = tokens
-        logps[:, t] = logp[np.arange(batch), tokens]
+        logps[:, t] = logp[rows, tokens]
         ended = alive & (tokens == eos_id)
         lengths[ended] = t
         alive &= ~ended
