@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from model_export import bench
+from model_export.field import release_gates
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,8 +143,11 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
         assert gate["passed"] == expected, (name, gate)
         assert value is None or math.isfinite(value)
 
+    # the package's own metrics.json beside the field, with the release gates it implies
+    assert r["release"]["gates"] == release_gates(r["release"]["metrics"])
+
     markdown = out_md.read_text()
     assert markdown == bench.to_markdown(r)
-    for heading in ("latency per image", "cold start", "ExpRate", "grey paper", "gate"):
+    for heading in ("latency per image", "cold start", "ExpRate", "grey paper", "gate", "BTTR"):
         assert heading in markdown
     assert markdown in proc.stdout  # printed as well as written
