@@ -45,6 +45,7 @@ def history_rows(page, count: int) -> None:
     page.wait_for_function(
         f"() => document.querySelectorAll('#history-list > li').length === {count}"
         " && document.querySelector('#history-busy').hidden"
+        " && !document.querySelector('#view-history').hidden"  # not the list left from before
     )
 
 

@@ -43,6 +43,7 @@ export class HistoryView {
     if (page > 0 && this.cursors[page] == null) return;
     const ticket = ++this.loading;
     showOnly(STATES, 'history-busy');
+    this.#clear(); // no acting on rows that the answer may replace
     let answer;
     try {
       answer = await this.api.history(PAGE_SIZE, this.cursors[page]);
