@@ -34,6 +34,16 @@ DATA_BUCKETS = ("inktex-data-", "inktex-models-", "inktex-dvc-")
 RESOURCE_FREE = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
 
 
+# The functions in template.yaml whose policies the tests measure.
+FUNCTIONS = (
+    "ApiFunction",
+    "UploadInferenceFunction",
+    "MetricsFunction",
+    "FeedbackTriggerFunction",
+    "TrainingEventsFunction",
+)
+
+
 @dataclass(frozen=True)
 class Need:
     """One IAM action on one resource that a call needs; `keys` are its condition keys."""

@@ -7,6 +7,7 @@ name `conftest`, so `from conftest import ...` would depend on which folder load
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,13 @@ def require(condition: bool, reason: str) -> None:
         if IN_CI:
             pytest.fail(f"CI must run every test, but: {reason}")
         pytest.skip(reason)
+
+
+def wait_for(what: str, probe, timeout_s: float = 90, interval_s: float = 0.3):
+    """`probe()`'s first truthy value, polled until `timeout_s`; fails naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := probe():
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

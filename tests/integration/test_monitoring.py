@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 from test_local_stack import IMAGE, LocalStackClient, free_port, request
-from testkit import require
+from testkit import require, wait_for
 
 from functions.local import monitor
 
@@ -28,15 +27,6 @@ def query(port: int, promql: str) -> list[dict]:
     status, _, body = request("GET", url)
     assert status == 200, body
     return json.loads(body)["data"]["result"]
-
-
-def wait_for(check, timeout_s: float = 20.0, what: str = "a condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if got := check():
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +53,13 @@ def test_prometheus_scrapes_the_stack_with_its_token(stack, tmp_path):
         process = monitor.start(info, tmp_path / "prometheus", port, scrape_interval="1s", log=log)
     try:
         up = wait_for(
+            "the inktex target to be up",
             lambda: [r for r in query(port, 'up{job="inktex"}') if r["value"][1] == "1"],
-            what="the inktex target to be up",
+            timeout_s=20,
         )
         assert up[0]["metric"]["instance"] == f"127.0.0.1:{stack.api_port}"
         promql = f'sum(inktex_predictions_total{{model_version="{version}",source="api"}})'
-        result = wait_for(lambda: query(port, promql), what="the predictions counter")
+        result = wait_for("the predictions counter", lambda: query(port, promql), timeout_s=20)
         assert float(result[0]["value"][1]) == 1.0
         info_metric = query(port, "inktex_production_model_info")
         assert info_metric[0]["metric"]["version"] == version

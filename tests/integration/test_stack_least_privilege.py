@@ -20,11 +20,11 @@ the job's state change on the emulator's EventBridge bus, as SageMaker would.
 from __future__ import annotations
 
 import json
-import time
 
 import iam_policy
 import pytest
 from test_local_stack import IMAGE, REPO, TINY_MODEL, bearer, free_port, request
+from testkit import wait_for
 
 from functions.common import retraining
 from functions.common.retraining import FeedbackBatches
@@ -35,13 +35,6 @@ from functions.local.stack import LocalSettings, LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
-FUNCTIONS = (
-    "ApiFunction",
-    "UploadInferenceFunction",
-    "MetricsFunction",
-    "FeedbackTriggerFunction",
-    "TrainingEventsFunction",
-)
 THRESHOLD = 2
 # Grants no botocore hook can see used, by action prefix; each with the reason.
 RUNTIME_ONLY = {
@@ -125,15 +118,6 @@ class Scenario:
         sample = event["detail"]["TrainingJobName"]
         event = json.loads(json.dumps(event).replace(sample, job))
         emulator.put_event(self.events, event)
-
-
-def wait_for(what: str, probe, timeout_s: float = 90):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := probe():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def run_scenario(s: Scenario) -> None:
@@ -230,8 +214,9 @@ def recorded(tmp_path_factory) -> tuple[LocalStack, list[dict]]:
 
 def test_every_function_was_heard(recorded):
     local, calls = recorded
-    assert set(local.stack.functions()) == set(FUNCTIONS)  # none left out of the scenario
-    assert {c["function"] for c in calls} == set(FUNCTIONS)
+    # none left out of the scenario
+    assert set(local.stack.functions()) == set(iam_policy.FUNCTIONS)
+    assert {c["function"] for c in calls} == set(iam_policy.FUNCTIONS)
     assert any(c["presigned"] for c in calls)  # the upload URL, as the API signed it
 
 
@@ -243,5 +228,5 @@ def test_every_call_is_in_the_functions_policy(recorded):
 
 def test_every_grant_is_used(recorded):
     local, calls = recorded
-    idle = iam_policy.unused(local.stack, calls, FUNCTIONS, excused)
+    idle = iam_policy.unused(local.stack, calls, iam_policy.FUNCTIONS, excused)
     assert not idle, "granted, never used:\n" + json.dumps(idle, indent=1)

@@ -151,20 +151,12 @@ def run_everything(aws, stack, recorder, monkeypatch, lambda_context) -> None:
     recorder.function = ""
 
 
-FUNCTIONS = (
-    "ApiFunction",
-    "UploadInferenceFunction",
-    "MetricsFunction",
-    "FeedbackTriggerFunction",
-    "TrainingEventsFunction",
-)
-
-
 def test_every_call_each_function_makes_is_in_its_policy(
     aws, recorder, stack, monkeypatch, lambda_context
 ):
     run_everything(aws, stack, recorder, monkeypatch, lambda_context)
-    assert {c["function"] for c in recorder.calls} == set(FUNCTIONS)  # each ran and was heard
+    # each ran and was heard
+    assert {c["function"] for c in recorder.calls} == set(iam_policy.FUNCTIONS)
     missing = iam_policy.denied(stack, recorder.calls)
     assert not missing, json.dumps(missing, indent=1)
     # the measurement saw the calls that matter
@@ -173,7 +165,7 @@ def test_every_call_each_function_makes_is_in_its_policy(
 
 
 def test_no_policy_grants_everything_or_a_whole_data_bucket(stack):
-    roles = [*FUNCTIONS, "TrainingRole"]
+    roles = [*iam_policy.FUNCTIONS, "TrainingRole"]
     assert all(iam_policy.statements(stack, r) for r in roles)  # each policy was read
     assert [g for r in roles for g in iam_policy.broad_grants(stack, r)] == []
 
