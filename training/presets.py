@@ -67,4 +67,19 @@ def resolve(preset: str, overrides: dict | None = None) -> TrainConfig:
     unknown = set(overrides) - names
     if unknown:
         raise ValueError(f"unknown training settings {sorted(unknown)}")
-    return replace(PRESETS[preset], **overrides)
+    base = PRESETS[preset]
+    return replace(base, **{k: _as_type_of(getattr(base, k), k, v) for k, v in overrides.items()})
+
+
+def _as_type_of(default, name: str, value):
+    """`value` as the type of the field's default: YAML 1.1 reads `8e-4` as a string."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"train.{name} must be true or false, not {value!r}")
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"train.{name} must be a {type(default).__name__}, not {value!r}"
+        ) from None
