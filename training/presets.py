@@ -28,6 +28,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     grad_clip: float = 5.0
     stop_at_exprate: float = 0.0  # stop once validation reaches it (0 = never): overfit tests
+    average_last: int = 0  # at the end, average the weights of the last N validations (0 = off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +47,7 @@ PRESETS = {
         val_limit=8,
         patience=100,
     ),
-    "cpu": TrainConfig(epochs=300, batch_size=16, lr=1e-3),
+    "cpu": TrainConfig(epochs=300, batch_size=16, lr=1e-3, average_last=5),
     "gpu": TrainConfig(
         epochs=400,
         batch_size=64,
@@ -54,6 +55,7 @@ PRESETS = {
         warmup_steps=200,
         max_minutes=7.0,
         val_every_minutes=0.75,
+        average_last=5,
     ),
 }
 

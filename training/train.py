@@ -29,6 +29,7 @@ from inktex.metrics import score
 from inktex.preprocess import PreprocessConfig
 from inktex.vocab import Vocabulary
 from training.augment import augment
+from training.average import average_checkpoints
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.decoding import recognize_arrays
 from training.model import WIDTHS, ModelConfig, Recognizer, count_parameters, init_weights
@@ -189,6 +190,7 @@ def train(
         "history": [],
     }
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    snapshot_dir = out_dir / "snapshots"
     init = params["train"].get("init") or ""
     if resume and last_path.exists():
         _, _, _, payload = load_checkpoint(last_path, device)
@@ -234,13 +236,16 @@ def train(
         time_part = state["elapsed_s"] / budget_s if budget_s else 0.0
         return max(state["step"] / max(total_steps, 1), time_part)
 
+    def validate(candidate: Recognizer) -> dict:
+        predictions = recognize_arrays(candidate, val_images, vocab, device, amp=amp)
+        return score(zip(val_labels, predictions, strict=True)).to_dict()
+
     def validate_and_save() -> bool:
         """Validate, checkpoint; True when training should stop early."""
         if not is_main:
             return False
         tick()
-        predictions = recognize_arrays(model, val_images, vocab, device, amp=amp)
-        scores = score(zip(val_labels, predictions, strict=True)).to_dict()
+        scores = validate(model)
         improved = scores["exprate"] > state["best_exprate"]
         state["stale"] = 0 if improved else state["stale"] + 1
         state["best_exprate"] = max(state["best_exprate"], scores["exprate"])
@@ -274,6 +279,10 @@ def train(
             train_state=state,
             **extra,
         )
+        if tcfg.average_last:  # the weights of the last few validations, for averaging
+            save_checkpoint(snapshot_dir / f"step_{state['step']:07d}.pt", model, vocab, pre)
+            for old in sorted(snapshot_dir.glob("step_*.pt"))[: -tcfg.average_last]:
+                old.unlink()
         log.info(
             "epoch %d step %d: val ExpRate %.2f%% (best %.2f%%), %.1f min",
             state["epoch"],
@@ -285,6 +294,31 @@ def train(
         model.train()
         reached = bool(tcfg.stop_at_exprate) and scores["exprate"] >= tcfg.stop_at_exprate
         return state["stale"] >= tcfg.patience or reached
+
+    def average_snapshots(paths: list[Path]) -> dict | None:
+        """Validate the mean of the snapshots' weights; it becomes best.pt when it is better."""
+        if len(paths) < 2:
+            return None
+        averaged_model, _, _ = average_checkpoints(paths)
+        scores = validate(averaged_model.to(device))
+        better = scores["exprate"] > state["best_exprate"]
+        record = {"snapshots": len(paths), "val_exprate": scores["exprate"], "kept": better}
+        log.info(
+            "the mean of the last %d snapshots: val ExpRate %.2f%% (best %.2f%%)%s",
+            len(paths),
+            scores["exprate"],
+            state["best_exprate"],
+            ": it becomes best.pt" if better else "",
+        )
+        if better:
+            state["best_exprate"] = scores["exprate"]
+            extra = {"metrics": {**record, **scores}, "train_config": tcfg.to_dict()}
+            save_checkpoint(best_path, averaged_model, vocab, pre, **extra)
+            if mirror is not None:
+                save_checkpoint(
+                    mirror / "best_fp16.pt", averaged_model, vocab, pre, half=True, **extra
+                )
+        return record
 
     stop = False
     last_val = time.monotonic()
@@ -350,12 +384,16 @@ def train(
                 stop = _sync_stop(validate_and_save(), world, device)
     # The final state is always validated and saved, so a budget's end loses nothing.
     validate_and_save()
+    averaged = None
+    if is_main and tcfg.average_last > 1:
+        averaged = average_snapshots(sorted(snapshot_dir.glob("step_*.pt")))
     tracker.close()
     report = {
         "epochs": state["epoch"],
         "steps": state["step"],
         "minutes": round(state["elapsed_s"] / 60, 2),
         "best_val_exprate": state["best_exprate"],
+        "averaged": averaged,
         "history": state["history"][-5:],
         "parameters": count_parameters(model),
         "device": str(device),

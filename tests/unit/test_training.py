@@ -77,6 +77,15 @@ def test_training_resumes_where_it_stopped(tiny_data, tmp_path):
     assert second["steps"] == 2 * first["steps"]
 
 
+def test_the_mean_of_the_last_snapshots_is_validated_at_the_end(tiny_data, tmp_path):
+    report = train(params("dense", epochs=3, average_last=2), tiny_data, tmp_path, resume=False)
+    assert report["averaged"]["snapshots"] == 2
+    assert len(list((tmp_path / "snapshots").glob("step_*.pt"))) == 2
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    kept = best["metrics"].get("snapshots") == 2
+    assert kept == report["averaged"]["kept"]
+
+
 def test_two_processes_train_with_gloo(tiny_data, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params("dense", epochs=2)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
