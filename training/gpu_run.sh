@@ -7,7 +7,7 @@ set -euo pipefail
 MINUTES=${1:-7}
 OUT=${OUT:-/tmp/out}
 DATA=${GPU_DATA:-.gpu/prepared}
-INIT=${INIT:-}
+INIT=${INIT-models/release/checkpoint.pt}  # the newest weights; INIT= starts from scratch
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TQDM_MININTERVAL=20
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
@@ -28,7 +28,8 @@ PY
 
 echo "== train for $MINUTES minutes"
 python3 -m training.train --data "$DATA" --out /tmp/run --no-resume --mirror "$OUT" \
-  --set train.preset=gpu --set train.max_minutes="$MINUTES" ${INIT:+--set train.init="$INIT"} \
+  --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
+  --set train.init="$INIT" \
   ${EXTRA_SET:-} \
   2>&1 | tee "$OUT/train.log"
 cp /tmp/run/log.jsonl "$OUT/" 2>/dev/null || true

@@ -417,6 +417,21 @@ def _sync_stop(stop: bool, world: int, device: torch.device) -> bool:
     return bool(flag.item())
 
 
+def apply_settings(params: dict, settings: list[str]) -> dict:
+    """params.yaml with `section.key=value` settings applied in order; `train.<field>` goes to
+    the preset's overrides, and `train.overrides={}` first drops the file's own."""
+    for item in settings:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not (sep and dot and name):
+            raise ValueError(f"{item!r}: expected section.key=value")
+        target = params.setdefault(section, {})
+        if section == "train" and name not in ("preset", "seed", "init", "overrides"):
+            target = params["train"]["overrides"] = target.get("overrides") or {}
+        target[name] = yaml.safe_load(value)
+    return params
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -430,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="train.KEY=VALUE",
-        help="override a params.yaml value (e.g. train.preset=gpu)",
+        help="override a params.yaml value (e.g. train.preset=gpu; train.overrides={} drops "
+        "the file's overrides, so that later --set values stand alone)",
     )
     parser.add_argument(
         "--mirror",
@@ -440,15 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    params = yaml.safe_load(Path(args.params).read_text())
-    for item in args.set:
-        key, value = item.split("=", 1)
-        section, name = key.split(".", 1)
-        target = params.setdefault(section, {})
-        if section == "train" and name not in ("preset", "seed", "init"):
-            target = target.setdefault("overrides", {}) or {}
-            params["train"]["overrides"] = target
-        target[name] = yaml.safe_load(value)
+    params = apply_settings(yaml.safe_load(Path(args.params).read_text()), args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     train(params, args.data, args.out, resume=not args.no_resume, mirror=args.mirror)
 
