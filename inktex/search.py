@@ -3,6 +3,8 @@
 Training's validation plugs in the PyTorch decoder, serving and evaluation the ONNX one:
 both implement `StepModel`. The search sees only numpy token ids and log-probabilities;
 the decoder state is opaque to it and stays wherever the backend keeps it (a GPU, say).
+A `Grammar` (`inktex.grammar` for LaTeX) may restrict which tokens can come next; the
+probabilities kept for confidence stay the model's own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ class StepModel(Protocol):
         """The state of rows `rows` (indices into the current rows, repeats allowed)."""
 
 
+class Grammar(Protocol):
+    """Which tokens may follow a prefix, as a state advanced one token at a time."""
+
+    def start(self) -> Any: ...
+
+    def mask(self, state: Any) -> np.ndarray:
+        """A boolean row over the vocabulary: the tokens allowed next."""
+
+    def advance(self, state: Any, token: int) -> Any: ...
+
+
+def _restricted(logp: np.ndarray, grammar: Grammar | None, states: list) -> np.ndarray:
+    """`logp` with the tokens the grammar forbids (per row) at minus infinity."""
+    if grammar is None:
+        return logp
+    allowed = np.stack([grammar.mask(state) for state in states])
+    return np.where(allowed, logp, -np.inf)
+
+
 @dataclass
 class Hypothesis:
     ids: list[int]  # token ids, without <sos> and <eos>
@@ -51,10 +72,16 @@ class SearchResult:
 
 
 def greedy_search(
-    model: StepModel, batch: int, sos_id: int, eos_id: int, max_len: int
+    model: StepModel,
+    batch: int,
+    sos_id: int,
+    eos_id: int,
+    max_len: int,
+    grammar: Grammar | None = None,
 ) -> list[SearchResult]:
-    """The most likely token at each step, for `batch` inputs at once."""
+    """The most likely (allowed) token at each step, for `batch` inputs at once."""
     state = model.start()
+    grammar_states = [grammar.start()] * batch if grammar is not None else []
     tokens = np.full(batch, sos_id, dtype=np.int64)
     ids = np.zeros((batch, max_len), dtype=np.int64)
     logps = np.zeros((batch, max_len), dtype=np.float64)
@@ -63,7 +90,10 @@ def greedy_search(
     rows = np.arange(batch)
     for t in range(max_len):
         logp, state = model.step(tokens, state)
-        tokens = logp.argmax(axis=1)
+        tokens = _restricted(logp, grammar, grammar_states).argmax(axis=1)
+        if grammar is not None:
+            pairs = zip(grammar_states, tokens, strict=True)
+            grammar_states = [grammar.advance(g, int(token)) for g, token in pairs]
         ids[:, t] = tokens
         logps[:, t] = logp[rows, tokens]
         ended = alive & (tokens == eos_id)
@@ -89,6 +119,7 @@ def beam_search(
     max_len: int,
     beam_size: int = 5,
     length_penalty: float = 1.0,
+    grammar: Grammar | None = None,
 ) -> list[SearchResult]:
     """Beam search for `batch` inputs at once (batch * beam_size decoder rows per step).
 
@@ -100,24 +131,29 @@ def beam_search(
     tokens = np.full(batch * k, sos_id, dtype=np.int64)
     # Only the first beam of each input is live at the start: the others are copies.
     scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], batch)  # (batch * k,)
-    history: list[list[tuple[list[int], list[float]]]] = [[([], [])] * k for _ in range(batch)]
+    start = grammar.start() if grammar is not None else None
+    # Per input, per beam: (token ids, their log-probabilities, grammar state).
+    history: list[list[tuple[list[int], list[float], Any]]] = [
+        [([], [], start)] * k for _ in range(batch)
+    ]
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     done = np.zeros(batch, dtype=bool)
     for _ in range(max_len):
         logp, state = model.step(tokens, state)
         vocab = logp.shape[1]
-        total = (scores[:, None] + logp).reshape(batch, k * vocab)
+        allowed = _restricted(logp, grammar, [g for beams in history for _, _, g in beams])
+        total = (scores[:, None] + allowed).reshape(batch, k * vocab)
         top = np.argsort(-total, axis=1)[:, : 2 * k]  # room for k live ones after <eos> picks
         rows, next_tokens, next_scores = [], [], []
         new_history = []
         for b in range(batch):
-            kept: list[tuple[list[int], list[float]]] = []
+            kept: list[tuple[list[int], list[float], Any]] = []
             for flat in top[b]:
                 beam, token = divmod(int(flat), vocab)
                 score = float(total[b, flat])
                 if not np.isfinite(score):
                     continue
-                prev_ids, prev_lps = history[b][beam]
+                prev_ids, prev_lps, prev_state = history[b][beam]
                 lps = [*prev_lps, float(logp[b * k + beam, token])]
                 if token == eos_id:
                     if not done[b]:
@@ -125,14 +161,15 @@ def beam_search(
                         finished[b].append(Hypothesis(list(prev_ids), lps, norm))
                     continue
                 if len(kept) < k:
-                    kept.append(([*prev_ids, token], lps))
+                    next_state = grammar.advance(prev_state, token) if grammar is not None else None
+                    kept.append(([*prev_ids, token], lps, next_state))
                     rows.append(b * k + beam)
                     next_tokens.append(token)
                     next_scores.append(score)
                 if len(kept) == k:
                     break
             while len(kept) < k:  # pad with dead rows so every input keeps k rows
-                kept.append(([], []))
+                kept.append(([], [], start))
                 rows.append(b * k)
                 next_tokens.append(eos_id)
                 next_scores.append(-np.inf)
@@ -150,7 +187,7 @@ def beam_search(
     for b in range(batch):
         hyps = finished[b]
         if not hyps:  # nothing ended within max_len: take the live beams as they are
-            for ids, lps in history[b]:
+            for ids, lps, _ in history[b]:
                 if lps:
                     hyps.append(Hypothesis(ids, lps, sum(lps) / len(lps) ** length_penalty))
         hyps.sort(key=lambda h: -h.score)
