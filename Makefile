@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install install-serve run monitor test lint unit pipeline-tiny sam-checks deploy bench verify gpu-data clean
+.PHONY: install install-serve run monitor test lint unit pipeline-tiny sam-checks deploy bench verify hp-search release-run gpu-data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ unit: install
 # The pipeline's stages at tiny size, in a temporary DVC experiment workspace.
 pipeline-tiny: install
 	dvc exp run --temp -S prepare.limit=12 -S model.width=tiny -S train.preset=tiny \
-	  -S evaluate.limit=6
+	  -S train.init= -S train.overrides={} -S evaluate.limit=6
 
 sam-checks:
 	bash infra/sam_checks.sh
@@ -75,6 +75,33 @@ bench: install
 
 verify: install
 	python -m model_export.bench --full --gates
+
+# A small hyperparameter search, queued with `dvc exp run --queue`: short fine-tunes of the
+# release weights that differ in the peak learning rate, compared by `dvc exp show` on the
+# train stage's CROHME 2013 validation (results in docs/experiments.md).
+HP_MINUTES ?= 3
+HP_LRS ?= 0.0003 0.0008 0.002
+hp-search: install
+	for lr in $(HP_LRS); do \
+	  dvc exp run --queue -S train.init=models/release/checkpoint.pt -S train.overrides.lr=$$lr \
+	    -S train.overrides.max_minutes=$(HP_MINUTES) -S train.overrides.val_limit=300 \
+	    -S evaluate.limit=50 || exit 1; \
+	done
+	dvc exp run --run-all --jobs 1
+	dvc exp show --only-changed --hide-workspace --md \
+	  --drop 'runs/train/dvclive.*|metrics/.*report.*|history|epochs|steps|world_size|device|parameters'
+
+# Ships a training run that `dvc repro` did not start (a background run, resumed across
+# sessions, that logged with dvclive): `make release-run RUN=runs/cpu3`. Its best.pt becomes
+# the train stage's output, then export, evaluate and release run under DVC; params.yaml must
+# say how the run was trained.
+release-run: install
+	test -f $(RUN)/best.pt -a -f $(RUN)/train_report.json -a -d $(RUN)/dvclive
+	rm -rf runs/train && mkdir -p runs/train
+	cp -r $(RUN)/best.pt $(RUN)/train_report.json $(RUN)/dvclive runs/train/
+	python -m training.corpus_manifest --out data/corpus.json
+	dvc commit --force corpus prepare train
+	dvc repro release
 
 # Packs the prepared data for a lent GPU machine (see training/gpu_run.sh).
 gpu-data:
