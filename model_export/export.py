@@ -283,7 +283,8 @@ def model_card(
 - **Validation at export**: {json.dumps(history)}
 - **Metrics** (`metrics.json`): {json.dumps(metrics) if metrics else "not evaluated yet"}
 - **Export check**: {json.dumps(parity)}
-- **Lineage**: exported from `{source.name}` on {dt.date.today().isoformat()}.
+- **Lineage**: trained from {f"`{payload['init']}`" if payload.get("init") else "scratch"};
+  exported from `{source.name}` on {dt.date.today().isoformat()}.
 - **Intended use**: printed-size handwritten expressions, one expression per image. Not for
   multi-line documents, matrices or text.
 """

@@ -28,7 +28,7 @@ CHECKPOINT = "checkpoint.pt"
 def write_half(checkpoint: Path, out: Path) -> None:
     """The checkpoint's weights as fp16, keeping its config, vocabulary and training record."""
     model, vocab, pre, payload = load_checkpoint(checkpoint)
-    kept = {k: payload[k] for k in ("metrics", "train_config") if k in payload}
+    kept = {k: payload[k] for k in ("metrics", "train_config", "init") if k in payload}
     save_checkpoint(out, model, vocab, pre, half=True, **kept)
 
 

@@ -265,7 +265,7 @@ def train(
             },
             step=state["step"],
         )
-        extra = {"metrics": record, "train_config": tcfg.to_dict()}
+        extra = {"metrics": record, "train_config": tcfg.to_dict(), "init": init or None}
         if improved:
             save_checkpoint(best_path, model, vocab, pre, **extra)
             if mirror is not None:
@@ -312,7 +312,11 @@ def train(
         )
         if better:
             state["best_exprate"] = scores["exprate"]
-            extra = {"metrics": {**record, **scores}, "train_config": tcfg.to_dict()}
+            extra = {
+                "metrics": {**record, **scores},
+                "train_config": tcfg.to_dict(),
+                "init": init or None,
+            }
             save_checkpoint(best_path, averaged_model, vocab, pre, **extra)
             if mirror is not None:
                 save_checkpoint(

@@ -132,6 +132,16 @@ def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
     assert [r.tokens for r in onnx.recognize_inputs(list(samples), beam=1)] == torch_tokens
     manifest = json.loads((tmp_path / "package" / "manifest.json").read_text())
     assert manifest["version"] == package.version == onnx.version
+    assert "trained from scratch" in (tmp_path / "package" / "MODEL_CARD.md").read_text()
+
+
+def test_a_run_started_from_weights_records_them(tiny_data, tmp_path):
+    train(params("dense", epochs=1), tiny_data, tmp_path / "first", resume=False)
+    init = str(tmp_path / "first" / "best.pt")
+    run = params("dense", epochs=1)
+    run["train"]["init"] = init
+    train(run, tiny_data, tmp_path / "second", resume=False)
+    assert torch.load(tmp_path / "second" / "best.pt", weights_only=False)["init"] == init
 
 
 def test_evaluate_runs_a_pytorch_checkpoint(tiny_data, fixtures, tmp_path, capsys):
