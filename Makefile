@@ -47,7 +47,7 @@ unit: install
 # The pipeline's stages at tiny size, in a temporary DVC experiment workspace.
 pipeline-tiny: install
 	dvc exp run --temp -S prepare.limit=12 -S model.width=tiny -S train.preset=tiny \
-	  -S train.init= -S train.overrides={} -S evaluate.limit=6
+	  -S train.init= -S '~train.overrides' -S evaluate.limit=6
 
 sam-checks:
 	bash infra/sam_checks.sh
