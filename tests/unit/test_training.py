@@ -135,6 +135,15 @@ def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
     assert "trained from scratch" in (tmp_path / "package" / "MODEL_CARD.md").read_text()
 
 
+def test_bf16_autocast_trains_where_the_processor_has_it(tiny_data, tmp_path, caplog):
+    from training.train import bf16_pays
+
+    caplog.set_level("INFO", logger="inktex.train")
+    report = train(params("dense", epochs=2, amp=True), tiny_data, tmp_path, resume=False)
+    assert report["steps"] == 2 and 0 <= report["best_val_exprate"] <= 100
+    assert ("bf16 autocast" in caplog.text) == bf16_pays(torch.device("cpu"))
+
+
 def test_a_run_started_from_weights_records_them(tiny_data, tmp_path):
     train(params("dense", epochs=1), tiny_data, tmp_path / "first", resume=False)
     init = str(tmp_path / "first" / "best.pt")
