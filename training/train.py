@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,8 @@ def train(
     }
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     snapshot_dir = out_dir / "snapshots"
+    if not (resume and last_path.exists()):  # a fresh run averages only its own weights
+        shutil.rmtree(snapshot_dir, ignore_errors=True)
     init = params["train"].get("init") or ""
     if resume and last_path.exists():
         _, _, _, payload = load_checkpoint(last_path, device)

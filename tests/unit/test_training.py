@@ -78,8 +78,11 @@ def test_training_resumes_where_it_stopped(tiny_data, tmp_path):
 
 
 def test_the_mean_of_the_last_snapshots_is_validated_at_the_end(tiny_data, tmp_path):
+    stale = tmp_path / "snapshots" / "step_9999999.pt"  # left by an earlier run in this folder
+    stale.parent.mkdir()
+    stale.write_bytes(b"not a checkpoint")
     report = train(params("dense", epochs=3, average_last=2), tiny_data, tmp_path, resume=False)
-    assert report["averaged"]["snapshots"] == 2
+    assert report["averaged"]["snapshots"] == 2 and not stale.exists()
     assert len(list((tmp_path / "snapshots").glob("step_*.pt"))) == 2
     best = torch.load(tmp_path / "best.pt", weights_only=False)
     kept = best["metrics"].get("snapshots") == 2
