@@ -25,10 +25,9 @@ import onnxruntime as ort
 from inktex import inputs
 from inktex.data import REPO_ROOT
 from inktex.errors import InkTeXError, ModelPackageError
-from inktex.grammar import grammar_for
 from inktex.latex import to_latex
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage
-from inktex.search import SearchResult, beam_search, greedy_search
+from inktex.search import SearchResult, decode
 
 
 @dataclass
@@ -204,7 +203,6 @@ class OnnxRecognizer:
     def __init__(self, package: ModelPackage, encoder_threads: int = 1, step_threads: int = 1):
         self.package = package
         self.vocab = package.vocab
-        self.grammar = grammar_for(tuple(self.vocab.tokens))
         self.preprocess = package.preprocess
         self.max_len = int(package.settings.get("max_len", 200))
         self.beam_size = int(package.settings.get("beam_size", 5))
@@ -240,24 +238,10 @@ class OnnxRecognizer:
         """Search results for model inputs (N, H, W) float32."""
         beam = self.beam_size if beam is None else beam
         images = np.ascontiguousarray(images, dtype=np.float32)
-        v = self.vocab
         reuse = self._buffers_lock.acquire(blocking=False)
         try:
             steps = self.step_model(images, self._buffers if reuse else None)
-            if beam <= 1:
-                return greedy_search(
-                    steps, len(images), v.sos_id, v.eos_id, self.max_len, self.grammar
-                )
-            return beam_search(
-                steps,
-                len(images),
-                v.sos_id,
-                v.eos_id,
-                self.max_len,
-                beam,
-                self.length_penalty,
-                self.grammar,
-            )
+            return decode(steps, len(images), self.vocab, self.max_len, beam, self.length_penalty)
         finally:
             if reuse:
                 self._buffers_lock.release()

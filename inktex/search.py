@@ -10,9 +10,14 @@ probabilities kept for confidence stay the model's own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from inktex.grammar import grammar_for
+
+if TYPE_CHECKING:
+    from inktex.vocab import Vocabulary
 
 State = Any
 
@@ -193,3 +198,21 @@ def beam_search(
         hyps.sort(key=lambda h: -h.score)
         results.append(SearchResult(hyps[:k]))
     return results
+
+
+def decode(
+    model: StepModel,
+    batch: int,
+    vocab: Vocabulary,
+    max_len: int,
+    beam: int = 1,
+    length_penalty: float = 1.0,
+) -> list[SearchResult]:
+    """How every backend decodes: greedy (beam <= 1) or beam search, under the vocabulary's
+    canonical-form grammar."""
+    grammar = grammar_for(tuple(vocab.tokens))
+    if beam <= 1:
+        return greedy_search(model, batch, vocab.sos_id, vocab.eos_id, max_len, grammar)
+    return beam_search(
+        model, batch, vocab.sos_id, vocab.eos_id, max_len, beam, length_penalty, grammar
+    )

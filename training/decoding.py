@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inktex.grammar import grammar_for
-from inktex.search import SearchResult, beam_search, greedy_search
+from inktex.search import SearchResult, decode
 from inktex.vocab import Vocabulary
 from training.model import Recognizer
 
@@ -43,13 +42,7 @@ def recognize_batch(
     model: Recognizer, images: torch.Tensor, vocab: Vocabulary, beam: int = 1, max_len: int = 200
 ) -> list[SearchResult]:
     """Search results for images (B, 1, H, W) already on the model's device."""
-    step_model = TorchStepModel(model, images)
-    grammar = grammar_for(tuple(vocab.tokens))
-    if beam <= 1:
-        return greedy_search(step_model, len(images), vocab.sos_id, vocab.eos_id, max_len, grammar)
-    return beam_search(
-        step_model, len(images), vocab.sos_id, vocab.eos_id, max_len, beam, grammar=grammar
-    )
+    return decode(TorchStepModel(model, images), len(images), vocab, max_len, beam)
 
 
 def recognize_arrays(

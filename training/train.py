@@ -253,6 +253,11 @@ def train(
         time_part = state["elapsed_s"] / budget_s if budget_s else 0.0
         return max(state["step"] / max(total_steps, 1), time_part)
 
+    def save_best(candidate: Recognizer, extra: dict) -> None:
+        save_checkpoint(best_path, candidate, vocab, pre, **extra)
+        if mirror is not None:
+            save_checkpoint(mirror / "best_fp16.pt", candidate, vocab, pre, half=True, **extra)
+
     def validate(candidate: Recognizer) -> dict:
         predictions = recognize_arrays(candidate, val_images, vocab, device, amp=amp)
         return score(zip(val_labels, predictions, strict=True)).to_dict()
@@ -284,9 +289,7 @@ def train(
         )
         extra = {"metrics": record, "train_config": tcfg.to_dict(), "init": init or None}
         if improved:
-            save_checkpoint(best_path, model, vocab, pre, **extra)
-            if mirror is not None:
-                save_checkpoint(mirror / "best_fp16.pt", model, vocab, pre, half=True, **extra)
+            save_best(model, extra)
         save_checkpoint(
             last_path,
             model,
@@ -334,11 +337,7 @@ def train(
                 "train_config": tcfg.to_dict(),
                 "init": init or None,
             }
-            save_checkpoint(best_path, averaged_model, vocab, pre, **extra)
-            if mirror is not None:
-                save_checkpoint(
-                    mirror / "best_fp16.pt", averaged_model, vocab, pre, half=True, **extra
-                )
+            save_best(averaged_model, extra)
         return record
 
     stop = False
