@@ -29,6 +29,9 @@ class TrainConfig:
     grad_clip: float = 5.0
     stop_at_exprate: float = 0.0  # stop once validation reaches it (0 = never): overfit tests
     average_last: int = 0  # at the end, average the weights of the last N validations (0 = off)
+    # BatchNorm normalises with its running statistics while training (fine-tuning a trained
+    # model): training then sees the normalisation that serving uses, and they stay fixed
+    freeze_batchnorm: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -122,6 +122,16 @@ def lr_factor(progress: float, step: int, warmup: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def train_mode(model: torch.nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode; with `freeze_batchnorm` BatchNorm keeps normalising with its running
+    statistics, as serving does, so the weights fit the statistics that inference will use."""
+    model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def bf16_pays(device: torch.device) -> bool:
     """Whether bf16 autocast speeds training up here: on CUDA, and on CPUs with native bf16
     (AVX512-BF16 or AMX; a step of the cpu preset measured 1.45x faster on this project's
@@ -311,7 +321,7 @@ def train(
             state["best_exprate"],
             state["elapsed_s"] / 60,
         )
-        model.train()
+        train_mode(model, tcfg.freeze_batchnorm)
         reached = bool(tcfg.stop_at_exprate) and scores["exprate"] >= tcfg.stop_at_exprate
         return state["stale"] >= tcfg.patience or reached
 
@@ -348,7 +358,7 @@ def train(
         state["elapsed_s"] = elapsed_before + time.monotonic() - clock_start
 
     while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
-        model.train()
+        train_mode(model, tcfg.freeze_batchnorm)
         batches = length_bucketed_batches(lengths, tcfg.batch_size, rng)
         batches = (batches * world)[rank::world][:steps_per_epoch]
         bar = tqdm(

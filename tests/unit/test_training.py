@@ -156,6 +156,18 @@ def test_a_run_started_from_weights_records_them(tiny_data, tmp_path):
     assert torch.load(tmp_path / "second" / "best.pt", weights_only=False)["init"] == init
 
 
+def test_frozen_batchnorm_keeps_its_statistics_while_the_weights_train(tiny_data, tmp_path):
+    train(params("dense", epochs=1), tiny_data, tmp_path / "first", resume=False)
+    before = torch.load(tmp_path / "first" / "last.pt", weights_only=False)["state_dict"]
+    run = params("dense", epochs=2, freeze_batchnorm=True)
+    run["train"]["init"] = str(tmp_path / "first" / "last.pt")
+    train(run, tiny_data, tmp_path / "second", resume=False)
+    after = torch.load(tmp_path / "second" / "last.pt", weights_only=False)["state_dict"]
+    statistics = [name for name in before if name.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(before[n], after[n]) for n in statistics)
+    assert not torch.equal(before["encoder.body.0.weight"], after["encoder.body.0.weight"])
+
+
 def test_evaluate_runs_a_pytorch_checkpoint(tiny_data, fixtures, tmp_path, capsys):
     from inktex.cli import main
 
