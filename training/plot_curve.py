@@ -54,17 +54,25 @@ def plot(curves: list[Curve], title: str, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     colors = {"exprate": "tab:blue", "le1": "tab:orange", "le2": "tab:green"}
-    for name, label in SERIES.items():
-        xs = [s for curve in curves for s, _ in curve.points[name]]
-        ys = [v for curve in curves for _, v in curve.points[name]]
-        ax.plot(xs, ys, marker="o", markersize=3, color=colors[name], label=label)
+    # One segment per run; a run's steps after the next run began (the tail the next run did
+    # not continue from) are drawn faded.
+    for index, curve in enumerate(curves):
+        next_start = curves[index + 1].start if index + 1 < len(curves) else None
+        for name, label in SERIES.items():
+            kept = [p for p in curve.points[name] if next_start is None or p[0] <= next_start]
+            tail = [p for p in curve.points[name] if next_start is not None and p[0] >= next_start]
+            style = {"marker": "o", "markersize": 3, "color": colors[name]}
+            if kept:
+                ax.plot(*zip(*kept, strict=True), label=label if index == 0 else None, **style)
+            if tail:
+                ax.plot(*zip(*tail, strict=True), alpha=0.25, **style)
     top = max((v for c in curves for v in (p[1] for p in c.points["le2"])), default=1.0)
-    for curve in curves:
+    for index, curve in enumerate(curves):
         ax.axvline(curve.start, color="grey", linestyle=":", linewidth=1)
         ax.annotate(
             curve.label,
             (curve.start, top),
-            xytext=(4, 4),
+            xytext=(4, 4 - 11 * (index % 2)),  # alternate heights: early runs start close
             textcoords="offset points",
             fontsize=8,
             color="dimgrey",
