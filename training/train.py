@@ -263,7 +263,11 @@ def train(
         time_part = state["elapsed_s"] / budget_s if budget_s else 0.0
         return max(state["step"] / max(total_steps, 1), time_part)
 
-    def save_best(candidate: Recognizer, extra: dict) -> None:
+    # What every checkpoint records of how it was trained and from what.
+    provenance = {"train_config": tcfg.to_dict(), "init": init or None}
+
+    def save_best(candidate: Recognizer, metrics: dict) -> None:
+        extra = {"metrics": metrics, **provenance}
         save_checkpoint(best_path, candidate, vocab, pre, **extra)
         if mirror is not None:
             save_checkpoint(mirror / "best_fp16.pt", candidate, vocab, pre, half=True, **extra)
@@ -297,9 +301,8 @@ def train(
             },
             step=state["step"],
         )
-        extra = {"metrics": record, "train_config": tcfg.to_dict(), "init": init or None}
         if improved:
-            save_best(model, extra)
+            save_best(model, record)
         save_checkpoint(
             last_path,
             model,
@@ -307,7 +310,8 @@ def train(
             pre,
             optimizer=optimizer.state_dict(),
             train_state=state,
-            **extra,
+            metrics=record,
+            **provenance,
         )
         if tcfg.average_last:  # the weights of the last few validations, for averaging
             save_checkpoint(snapshot_dir / f"step_{state['step']:07d}.pt", model, vocab, pre)
@@ -342,12 +346,7 @@ def train(
         )
         if better:
             state["best_exprate"] = scores["exprate"]
-            extra = {
-                "metrics": {**record, **scores},
-                "train_config": tcfg.to_dict(),
-                "init": init or None,
-            }
-            save_best(averaged_model, extra)
+            save_best(averaged_model, {**record, **scores})
         return record
 
     stop = False
