@@ -21,7 +21,7 @@ MAX_PIXELS = 50_000_000  # phones make 12-50 MP; more is rejected with a clear m
 # Larger photos are reduced to this longer side before any float copy: a 50 MP photo in
 # float32 needs 200 MB per array, and the fitted expression is at most a few hundred pixels.
 MAX_WORK_SIDE = 2048
-ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
+ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "MPO"}  # MPO: a phone's JPEG (docs/security.md)
 
 
 @dataclass(frozen=True)

@@ -175,10 +175,15 @@ def test_a_decompression_bomb(where, tmp_path):
     assert_refused(run_case("recognize_image", data, tmp_path), error, message)
 
 
-def test_an_animated_gif(tmp_path):
-    frames = [Image.new("L", (64, 64), 255), Image.new("L", (64, 64), 0)]
-    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
-    assert_refused(run_case("recognize_image", data, tmp_path), ImageError, "animated.*single")
+@pytest.mark.parametrize("frames", [1, 2])
+def test_gif_and_tiff_are_refused_as_docs_security_md_lists(tmp_path, frames):
+    """PNG, JPEG, WebP and BMP only (docs/security.md): a GIF, animated or not, and a TIFF."""
+    images = [Image.new("L", (64, 64), 255 * (i % 2)) for i in range(frames)]
+    data = encoded(images[0], "GIF", save_all=True, append_images=images[1:])
+    outcome = run_case("recognize_image", data, tmp_path)
+    assert_refused(outcome, ImageError, "unsupported image type GIF: send PNG, JPEG, WebP or BMP")
+    outcome = run_case("recognize_image", encoded(images[0], "TIFF"), tmp_path)
+    assert_refused(outcome, ImageError, "unsupported image type TIFF")
 
 
 def test_a_blank_page(tmp_path):
