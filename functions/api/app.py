@@ -289,10 +289,51 @@ def health():
     return _json(200, {"status": "ok", "loaded_version": wiring.services().models.loaded_version})
 
 
+# The routes the metrics function serves behind the same HTTP API (template.yaml), so that
+# one document describes the whole API. That function's code is not in this one's package;
+# tests/unit/functions/test_first_use.py keeps these equal to its own routes.
+METRICS_ROUTES = {
+    "/metrics": {
+        "get": {
+            "summary": "The durable metrics, in Prometheus's text format (bearer token)",
+            "operationId": "scrape_metrics_get",
+            "security": [{"metricsToken": []}],
+            "responses": {
+                "200": {"description": "Prometheus text", "content": {"text/plain": {}}},
+                "401": {"description": "No token, or the wrong one"},
+            },
+        }
+    },
+    "/stats": {
+        "get": {
+            "summary": "Hourly sums of the metrics, for the web UI's charts (signed in)",
+            "operationId": "stats_stats_get",
+            "parameters": [
+                {
+                    "required": False,
+                    "schema": {"type": "integer", "maximum": 336, "minimum": 1, "default": 48},
+                    "name": "hours",
+                    "in": "query",
+                }
+            ],
+            "responses": {
+                "200": {"description": "{hours: [...], production_version, updated_at}"},
+                "401": {"description": "Not signed in"},
+            },
+        }
+    },
+}
+
+
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi():
-    schema = app.get_openapi_json_schema(title="InkTeX", version="1", description=__doc__)
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=schema)
+    schema = json.loads(
+        app.get_openapi_json_schema(title="InkTeX", version="1", description=__doc__)
+    )
+    schema["paths"].update(METRICS_ROUTES)
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["metricsToken"] = {"type": "http", "scheme": "bearer"}
+    return _json(200, schema)
 
 
 @app.exception_handler(InputError)

@@ -212,6 +212,9 @@ def _print_summary(info: dict) -> None:
     if training != "none" and not info["model"].get("checkpoint"):
         training += " (no checkpoint to fine-tune: jobs will fail; --checkpoint)"
     print(f"  retraining       {training}; `inktex seed` first, `inktex jobs` to follow")
+    metrics = info.get("metrics") or {}
+    if metrics.get("token_file"):
+        print(f"  metrics token    {metrics['token_file']}  (GET /metrics: Bearer <its text>)")
     print(f"  state            {info['state_dir']}")
     print(
         f"Try: curl -s -X POST --data-binary @tests/fixtures/inkml/518_em_425.png "

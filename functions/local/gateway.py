@@ -19,6 +19,7 @@ import base64
 import html
 import json
 import logging
+import math
 import mimetypes
 import re
 import secrets
@@ -67,6 +68,19 @@ class TokenBucket:
                 self.tokens -= 1
                 return True
             return False
+
+    def retry_after(self) -> int:
+        """Whole seconds until the next request would pass (Retry-After)."""
+        with self.lock:
+            return max(1, math.ceil((1 - self.tokens) / self.rate)) if self.rate > 0 else 60
+
+    def refusal(self, route_key: str) -> str:
+        """A 429's reason: the route's limits and when to retry."""
+        burst = int(self.capacity)
+        return (
+            f"Too Many Requests: {route_key} allows {self.rate:g} requests a second "
+            f"(bursts of up to {burst}); retry after {self.retry_after()} s"
+        )
 
 
 @dataclass
@@ -359,7 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
         cors = g.cors_headers(origin, preflight=False)
         bucket = g.buckets.get(route.key)
         if bucket is not None and not bucket.take():
-            return self._message(429, "Too Many Requests", cors)
+            wait = {"retry-after": str(bucket.retry_after())}
+            return self._message(429, bucket.refusal(route.key), {**cors, **wait})
         claims = None
         if route.authorizer:
             try:

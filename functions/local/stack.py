@@ -167,6 +167,12 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+# One person at a desk, not the public internet: anonymous POST /recognize is throttled
+# far less than in the cloud (template.yaml's RecognizeRateLimit/RecognizeBurstLimit: 2 a
+# second, bursts of 5). `--parameter-overrides` sets the cloud's values, as a load test does.
+LOCAL_THROTTLES = {"RecognizeRateLimit": "10", "RecognizeBurstLimit": "20"}
+
+
 class LocalStack:
     def __init__(self, settings: LocalSettings):
         self.settings = settings
@@ -176,6 +182,7 @@ class LocalStack:
             "CorsAllowOrigins": ",".join(origins),
             "AuthCallbackUrls": ",".join(f"{o}/callback" for o in origins),
             "AuthLogoutUrls": ",".join(f"{o}/" for o in origins),
+            **LOCAL_THROTTLES,
         }
         template = Stack.from_file(settings.template).template
         declared = template.get("Parameters") or {}
@@ -289,6 +296,7 @@ class LocalStack:
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
             "MODEL_CACHE_DIR": str(self.state_dir / "cache" / logical_id),
+            "METRICS_TOKEN_HINT": "`inktex info` shows the file that holds the token",
             **self.settings.function_env,
         }
 

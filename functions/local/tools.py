@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,7 +175,10 @@ def invoke(info: dict, function: str, event: dict) -> tuple[bool, object]:
         deadline=time.time() + spec.timeout_s,
         log_group_name=f"/aws/lambda/{spec.name}",
     )
-    with _environment(env), _stdout_to_stderr():
+    with _environment(env), _stdout_to_stderr(), warnings.catch_warnings():
+        # Powertools warns when a request added no metric (GET /health): noise here, where
+        # stdout is the return value and stderr the handler's own logs.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         try:
             handler = getattr(importlib.import_module(module_name), func_name)
             result = handler(event, context)

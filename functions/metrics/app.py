@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import os
 from typing import Annotated
 
 import boto3
@@ -38,6 +39,9 @@ metrics = Metrics()
 app = APIGatewayHttpResolver(enable_validation=True)
 
 TOKEN_MAX_AGE_S = 300  # a rotated token applies within this
+# Where an operator finds the token, added to the 401's reason when set: the local stack says
+# `inktex info`; in AWS it is the secret's value, which the reason does not name.
+TOKEN_HINT = os.environ.get("METRICS_TOKEN_HINT", "")
 
 
 class Context:
@@ -93,9 +97,10 @@ def scrape():
     ctx = clients()
     if not authorized(app.current_event.headers.get("authorization"), ctx.token()):
         metrics.add_metric(name="MetricsUnauthorized", unit=MetricUnit.Count, value=1)
+        reason = "send the metrics token: Authorization: Bearer <token>"
         return _json(
             401,
-            {"message": "send the metrics token: Authorization: Bearer <token>"},
+            {"message": f"{reason} ({TOKEN_HINT})" if TOKEN_HINT else reason},
             {"WWW-Authenticate": 'Bearer realm="inktex-metrics"'},
         )
     state = ctx.store.compact()

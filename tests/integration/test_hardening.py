@@ -159,7 +159,12 @@ def stack(tmp_path_factory):
         api_port=free_port(),
         state_dir=state_dir,
         model=TINY_MODEL,
-        parameter_overrides={"RetrainingThreshold": "1000000"},
+        # the cloud's throttle on POST /recognize (the load test exceeds it by design)
+        parameter_overrides={
+            "RetrainingThreshold": "1000000",
+            "RecognizeRateLimit": "2",
+            "RecognizeBurstLimit": "5",
+        },
     )
     proxy = FaultProxy(settings.aws_port)
     settings.function_env = {"AWS_ENDPOINT_URL": proxy.url}

@@ -274,15 +274,23 @@ def test_the_web_ui_and_its_config_are_served(stack):
     assert status == 200 and json.loads(body)["apiUrl"] == stack.api
 
 
-def test_throttling_answers_429(stack):
-    # POST /recognize: burst 5, 2 per second (template.yaml); an empty body is refused fast.
+def test_throttling_answers_429_with_the_limits_and_retry_after(stack):
+    # POST /recognize locally: 10 a second, bursts of 20 (functions/local/stack.py; the
+    # cloud's are template.yaml's 2 and 5). An empty body is refused fast.
     def hit(_):
-        return request("POST", f"{stack.api}/recognize", b"", {"content-type": "image/png"})[0]
+        return request("POST", f"{stack.api}/recognize", b"", {"content-type": "image/png"})
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(hit, range(16)))
+        answers = list(pool.map(hit, range(60)))
+    statuses = [status for status, _, _ in answers]
     assert 429 in statuses
     assert any(s != 429 for s in statuses)
+    _, headers, body = next(a for a in answers if a[0] == 429)
+    assert json.loads(body)["message"] == (
+        "Too Many Requests: POST /recognize allows 10 requests a second (bursts of up to 20); "
+        f"retry after {headers['retry-after']} s"
+    )
+    assert int(headers["retry-after"]) >= 1
 
 
 def test_restart_keeps_the_history(stack):
