@@ -217,7 +217,7 @@ def _print_summary(info: dict) -> None:
         print(f"  metrics token    {metrics['token_file']}  (GET /metrics: Bearer <its text>)")
     print(f"  state            {info['state_dir']}")
     print(
-        f"Try: curl -s -X POST --data-binary @tests/fixtures/inkml/518_em_425.png "
+        f"Try: curl -s -X POST --data-binary @tests/fixtures/inkml/27_em_120.png "
         f"-H 'content-type: image/png' {info['api_url']}/recognize",
         flush=True,
     )
