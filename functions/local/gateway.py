@@ -561,22 +561,58 @@ _SIGN_IN = {
     ("GET", "/.well-known/jwks.json"): _jwks,
 }
 
+# The app's mark as the tab's icon, inline: the page asks this server for nothing more (no
+# /favicon.ico), whether or not a web UI is served beside it.
+_ICON = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E"
+    "%3Crect width='32' height='32' rx='8' fill='%233047c9'/%3E%3Cpath d='M8 22c3-1 4-12 7-12s1 "
+    "9 4 9 3-6 5-7' fill='none' stroke='%23fff' stroke-width='2.4' stroke-linecap='round'/%3E"
+    "%3C/svg%3E"
+)
+
+# The web UI's look (web/styles/app.css: colours, card, buttons, light and dark), kept small.
 _SIGN_IN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - InkTeX (local)</title>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in · InkTeX (local)</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}
-label{display:block;margin:1rem 0 .25rem}input[type=text]{width:100%;padding:.5rem;font-size:1rem}
-button{margin-top:1rem;padding:.5rem 1.5rem;font-size:1rem}.note{color:#555;font-size:.9rem}</style>
-</head><body><main><h1>Sign in</h1>
+<link rel="icon" href="__ICON__" type="image/svg+xml">
+<style>
+:root{--bg:#f4f6fb;--surface:#fff;--text:#1c2333;--muted:#556074;--border:#d9deea;
+--accent:#3047c9;--accent-hover:#2438a8;--on-accent:#fff;color-scheme:light dark}
+@media (prefers-color-scheme:dark){:root{--bg:#11151f;--surface:#1a2030;--text:#e8ebf3;
+--muted:#a4adc2;--border:#323b52;--accent:#8ea2ff;--accent-hover:#b0beff;--on-accent:#0c1330}}
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:grid;place-items:center;background:var(--bg);
+color:var(--text);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{width:min(26rem,calc(100% - 2rem));margin:2rem 0;padding:1.5rem 1.5rem 1.75rem;
+background:var(--surface);border:1px solid var(--border);border-radius:14px;
+box-shadow:0 1px 2px rgb(20 30 60/6%),0 4px 16px rgb(20 30 60/6%)}
+.brand{display:flex;align-items:center;gap:.55rem;font-weight:700;font-size:1.2rem;margin-bottom:1rem}
+.brand svg{width:1.9rem;height:1.9rem;color:var(--accent)}.brand b{color:var(--accent)}
+h1{font-size:1.35rem;margin:0 0 .5rem}.note{color:var(--muted);font-size:.9rem;margin:0 0 1rem}
+label{display:block;font-weight:600;margin:1rem 0 .35rem}
+input[type=text]{width:100%;padding:.6rem .7rem;font:inherit;color:var(--text);
+background:var(--surface);border:1px solid var(--border);border-radius:10px}
+.check{display:flex;gap:.5rem;align-items:center;font-weight:400;color:var(--muted)}
+.check input{width:1.1rem;height:1.1rem;accent-color:var(--accent)}
+button{margin-top:1.25rem;width:100%;min-height:2.6rem;font:inherit;font-weight:600;
+color:var(--on-accent);background:var(--accent);border:1px solid var(--accent);
+border-radius:10px;cursor:pointer}button:hover{background:var(--accent-hover)}
+:focus-visible{outline:none;box-shadow:0 0 0 3px rgb(48 71 201/45%)}
+</style></head><body><main>
+<div class="brand"><svg viewBox="0 0 32 32" aria-hidden="true"><rect width="32" height="32"
+ rx="8" fill="currentColor"/><path d="M8 22c3-1 4-12 7-12s1 9 4 9 3-6 5-7" fill="none"
+ stroke="#fff" stroke-width="2.4" stroke-linecap="round"/></svg><span>Ink<b>TeX</b></span></div>
+<h1>Sign in</h1>
 <p class="note">Local development sign-in: it stands in for Cognito's hosted UI. Any user name
 works; there is no password. Tokens are signed by this machine's development key.</p>
 <form method="post" action="/login">__HIDDEN__
 <label for="username">User name</label>
 <input id="username" name="username" type="text" required autofocus autocomplete="username"
  pattern="[A-Za-z0-9._@+\\-]{1,64}">
-<label><input type="checkbox" name="operator" value="1"> member of the operators group</label>
+<label class="check"><input type="checkbox" name="operator" value="1"> member of the operators
+ group</label>
 <button type="submit">Sign in</button></form></main></body></html>
-"""
+""".replace("__ICON__", _ICON)
 
 _PLACEHOLDER = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>InkTeX (local stack)</title>
@@ -588,7 +624,7 @@ code,pre{background:#f4f4f4;padding:.1rem .3rem}pre{padding:.75rem;overflow:auto
 <code>web/index.html</code>); this page stands in for it.</p>
 <p><a id="signin" href="#">Sign in</a> (the local stand-in for Cognito's hosted UI)</p>
 <pre id="token" hidden></pre>
-<p>Try: <code>curl -s -X POST --data-binary @tests/fixtures/inkml/518_em_425.png
+<p>Try: <code>curl -s -X POST --data-binary @tests/fixtures/inkml/27_em_120.png
  -H 'content-type: image/png' <span class="api"></span>/recognize</code></p>
 <p><a href="/openapi.json">openapi.json</a> &middot; <a href="/health">health</a> &middot;
 <a href="/models">models</a></p></main>

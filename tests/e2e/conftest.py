@@ -1,6 +1,7 @@
 """Browser tests: Playwright (Python) driving Debian's Chromium against the running local stack.
 
-One stack (`inktex up --detach` on free ports, the tiny test model) and one browser serve the
+One stack (`inktex up --detach` on free ports, the tiny test model carrying the release's
+metrics, so the Model page has its table) and one browser serve the
 whole session; each test gets a fresh browser context (so it starts signed out). API calls
 are never intercepted. Screenshots go to build/e2e/ (or $INKTEX_E2E_ARTIFACTS) as artifacts.
 """
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_kit import CHROMIUM, CHROMIUM_ARGS, TINY_MODEL, WEB, LocalStack, open_app
+from e2e_kit import CHROMIUM, CHROMIUM_ARGS, WEB, LocalStack, model_with_release_metrics, open_app
 from testkit import require
 
 
@@ -39,7 +40,8 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
     state = tmp_path_factory.mktemp("e2e-stack")
     ports = ["--aws-port", str(_free_port()), "--api-port", str(_free_port())]
     where = ["--state-dir", str(state)]
-    code = cli.main(["up", "--detach", *ports, "--model", str(TINY_MODEL), *where])
+    model = model_with_release_metrics(tmp_path_factory.mktemp("e2e-model"))
+    code = cli.main(["up", "--detach", *ports, "--model", str(model), *where])
     assert code == 0, f"inktex up failed; see {state}/stack.log"
     info = json.loads((state / "stack.json").read_text())
     assert Path(info["web_root"]) == WEB, f"the stack serves {info['web_root']}, not web/"

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inktex.ink import read_inkml
+from inktex.package import MANIFEST, write_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
 INKML = REPO / "tests" / "fixtures" / "inkml"
 TINY_MODEL = REPO / "tests" / "fixtures" / "tiny_model"
+RELEASE = REPO / "models" / "release"
 ARTIFACTS = Path(os.environ.get("INKTEX_E2E_ARTIFACTS", REPO / "build" / "e2e"))
 CHROMIUM = os.environ.get("INKTEX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,6 +73,16 @@ class LocalStack:
             with exc:
                 status, data = exc.code, exc.read()
         return status, json.loads(data) if data else None
+
+
+def model_with_release_metrics(folder: Path) -> Path:
+    """The tiny test model (same version, same answers) with the bundled release's evaluation
+    metrics (models/release/metrics.json), so that the Model page shows a real metrics table."""
+    model = folder / TINY_MODEL.name
+    shutil.copytree(TINY_MODEL, model)
+    shutil.copyfile(RELEASE / "metrics.json", model / "metrics.json")
+    write_manifest(model, json.loads((TINY_MODEL / MANIFEST).read_text())["version"])
+    return model
 
 
 def open_app(

@@ -105,7 +105,7 @@ def test_a_prediction_is_corrected_and_found_in_the_history(page, stack):
     )
     status = page.text_content("#feedback-status")
     assert status.startswith("Correction recorded.")
-    assert re.search(r"\d+ of \d+ corrections are waiting for the next retraining", status)
+    assert re.search(r"Examples waiting for the next retraining: \d+ of \d+", status)
 
     page.click("#tab-image")
     uploaded = recognise(page, lambda: page.set_input_files("#file", str(IMAGE)))
@@ -237,7 +237,7 @@ def test_model_status(page, stack):
     sign_in(page, user("alan"))
     page.wait_for_selector("#retraining .pending")
     expect(page.locator("#retraining .pending")).to_have_text(
-        re.compile(r"\d+ of \d+ corrections waiting")
+        re.compile(r"\d+ of \d+ examples waiting")
     )
 
 
@@ -279,7 +279,7 @@ def test_the_model_page_charts_usage_over_time(page, stack):
         assert page.locator(f"#stats [data-chart={chart}] circle.chart-dot").count() >= 1, chart
     label = page.get_attribute("#stats [data-chart=predictions] svg", "aria-label")
     assert label.startswith("Predictions per hour:") and "in all" in label
-    assert re.search(r"\d+ predictions, \d+ errors", page.text_content("#stats-note"))
+    assert re.search(r"\d+ predictions?, \d+ errors? and", page.text_content("#stats-note"))
 
     # Another period: fetched again, drawn again, as wide as its figure.
     with page.expect_response(lambda r: "/stats?hours=168" in r.url) as r:

@@ -21,7 +21,11 @@ function explain(status, message, signedIn) {
   if (status === 403) return sentence(message) || 'You are not allowed to do that.';
   if (status === 404) return sentence(message) || 'Not found: it may have been deleted.';
   if (status === 413) return 'That input is larger than the API accepts (6 MB): use a smaller image.';
-  if (status === 429) return 'Too many requests right now: wait a few seconds and try again.';
+  if (status === 429) {
+    // The local stack names the route's limits; API Gateway says only "Too Many Requests".
+    const limits = String(message || '').replace(/^Too Many Requests:?\s*/i, '');
+    return limits ? `Too many requests: ${limits}.` : 'Too many requests right now: wait a few seconds and try again.';
+  }
   if (status === 503) return `The model is not available right now: ${message || 'try again in a minute.'}`;
   if (status >= 500) return `The API failed (${status}${message ? `: ${message}` : ''}). Try again in a moment.`;
   return sentence(message) || `The API refused the request (${status}).`;

@@ -80,7 +80,7 @@ export class HistoryView {
 
   #row(item) {
     const time = when(item.created_at);
-    const thumb = h('img', { class: 'thumb', alt: 'Input', width: 160, height: 64, decoding: 'async' });
+    const thumb = h('img', { class: 'thumb', alt: 'Input', width: THUMB_WIDTH, height: THUMB_HEIGHT, decoding: 'async' });
     const math = h('div', { class: 'history-math' });
     if (item.status === 'error') {
       math.append(h('p', { class: 'field-error' }, item.error || 'This input could not be recognised.'));
@@ -118,7 +118,7 @@ export class HistoryView {
 
   async #thumbnail(item, img) {
     try {
-      const blob = await cropToInk(await this.api.inputImage(item.id));
+      const blob = await thumbnailOf(await this.api.inputImage(item.id));
       const url = URL.createObjectURL(blob);
       this.urls.push(url);
       img.src = url;
@@ -153,13 +153,19 @@ function sourceLabel(item) {
 }
 
 /**
- * An input cropped to its writing (dark on light: rendered ink, a scan, a photo of paper), so a
- * wide formula fills its thumbnail instead of a thin band across a square. Works on a copy at
- * most THUMB_WORK px on a side; anything it cannot read is shown as it is.
+ * A thumbnail of an input: its writing (dark on light: rendered ink, a scan, a photo of paper)
+ * cropped out, then scaled to fit whole inside a THUMB_WIDTH x THUMB_HEIGHT picture (the
+ * frame's shape, at twice its CSS size for sharp screens), aspect kept, centred on white. So a
+ * wide formula fills its frame and a tall one is never cut off. Anything it cannot read is
+ * shown as it is.
  */
-const THUMB_WORK = 640;
+export const THUMB_WIDTH = 160; // CSS px: .thumb-frame's size (styles/app.css)
+export const THUMB_HEIGHT = 64;
+const THUMB_DENSITY = 2;
+const THUMB_WORK = 640; // the longest side the ink is looked for at
+const THUMB_PAD = 0.08; // of the thumbnail's height, left free around the ink
 
-async function cropToInk(blob, pad = 8) {
+async function thumbnailOf(blob) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob);
@@ -175,7 +181,24 @@ async function cropToInk(blob, pad = 8) {
   ctx.fillRect(0, 0, width, height);
   ctx.drawImage(bitmap, 0, 0, width, height);
   bitmap.close();
-  const { data } = ctx.getImageData(0, 0, width, height);
+  const ink = inkBox(ctx.getImageData(0, 0, width, height)) || { left: 0, top: 0, right: width - 1, bottom: height - 1 };
+  const inkWidth = ink.right - ink.left + 1;
+  const inkHeight = ink.bottom - ink.top + 1;
+  const [outWidth, outHeight] = [THUMB_WIDTH * THUMB_DENSITY, THUMB_HEIGHT * THUMB_DENSITY];
+  const pad = Math.round(outHeight * THUMB_PAD);
+  const fit = Math.min((outWidth - 2 * pad) / inkWidth, (outHeight - 2 * pad) / inkHeight);
+  const [drawWidth, drawHeight] = [inkWidth * fit, inkHeight * fit];
+  const out = h('canvas', { width: outWidth, height: outHeight });
+  const octx = out.getContext('2d');
+  octx.fillStyle = '#fff';
+  octx.fillRect(0, 0, outWidth, outHeight);
+  octx.imageSmoothingQuality = 'high';
+  octx.drawImage(canvas, ink.left, ink.top, inkWidth, inkHeight, (outWidth - drawWidth) / 2, (outHeight - drawHeight) / 2, drawWidth, drawHeight);
+  return new Promise((resolve) => out.toBlob((b) => resolve(b || blob), 'image/png'));
+}
+
+/** The box of the dark pixels ({left, top, right, bottom}, inclusive), or null when blank. */
+function inkBox({ data, width, height }) {
   let [left, top, right, bottom] = [width, height, -1, -1];
   for (let y = 0; y < height; y += 1) {
     for (let x = 0; x < width; x += 1) {
@@ -187,12 +210,5 @@ async function cropToInk(blob, pad = 8) {
       }
     }
   }
-  if (right < 0) return blob; // blank: leave it as it is
-  left = Math.max(0, left - pad);
-  top = Math.max(0, top - pad);
-  const w = Math.min(width, right + pad + 1) - left;
-  const hgt = Math.min(height, bottom + pad + 1) - top;
-  const out = h('canvas', { width: w, height: hgt });
-  out.getContext('2d').drawImage(canvas, left, top, w, hgt, 0, 0, w, hgt);
-  return new Promise((resolve) => out.toBlob((b) => resolve(b || blob), 'image/png'));
+  return right < 0 ? null : { left, top, right, bottom };
 }

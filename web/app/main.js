@@ -98,6 +98,7 @@ class App {
       this.fail(error);
     }
     this.#showAccount();
+    this.result.refreshAccount();
     this.#route(false);
     this.api.health().catch((error) => this.fail(error));
     if (this.view !== 'models') this.models.loadVersion().catch(() => {});

@@ -2,29 +2,62 @@
 // state (GET /retraining): corrections pending towards the threshold, the running job, and the
 // latest promotion decisions with their scores and reasons; and, signed in, the charts of
 // usage and quality over time (GET /stats, stats.js).
-import { $, h, percent, when } from './dom.js';
+import { $, h, when } from './dom.js';
 import { StatsView } from './stats.js';
 
 const LABELS = {
-  exprate: 'Expressions exactly right',
-  le1: 'Within one token edit',
-  le2: 'Within two token edits',
+  exprate: 'Expressions exactly right (ExpRate)',
+  le1: 'At most one token wrong',
+  le2: 'At most two tokens wrong',
   token_accuracy: 'Token accuracy',
   wer: 'Token error rate',
   bleu: 'BLEU',
-  count: 'Evaluated expressions',
-  samples: 'Evaluated expressions',
-  latency_ms: 'Latency (ms)',
+  mean_edit_distance: 'Mean token edits per expression',
+  count: 'Expressions evaluated',
+  samples: 'Expressions evaluated',
+  latency_ms: 'Latency',
 };
+// What GET /retraining counts (docs/feedback-loop.md): one example per prediction, kept only
+// with consent and when not held as suspicious.
+export const EXAMPLES_NOTE =
+  'An example is a correction or a confirmation sent with consent: your input with its right LaTeX. Both teach the model; confirmations keep it from forgetting what it already reads.';
 const RATES = new Set(['exprate', 'le1', 'le2', 'token_accuracy', 'wer', 'bleu']);
 
-/** Nested metrics -> [[label, value text]], e.g. {"crohme2014": {"exprate": 0.4}}. */
+/** A key no table names yet, as words: "crohme2014" -> "CROHME 2014", "beam_size" -> "Beam size". */
+export function nameOf(key) {
+  if (LABELS[key]) return LABELS[key];
+  const crohme = /^crohme[_ -]?(\d{4})$/i.exec(key);
+  if (crohme) return `CROHME ${crohme[1]}`;
+  const words = String(key).replace(/[_-]+/g, ' ').trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/** A rate with one decimal: 0.29310 (a fraction) or 29.310 (already a percentage) -> "29.3%". */
+export function rateText(value, inPercent = false) {
+  return `${(inPercent ? value : value * 100).toFixed(1)}%`;
+}
+
+function valueText(key, value, inPercent) {
+  if (RATES.has(key)) return rateText(value, inPercent);
+  if (key === 'mean_edit_distance') return `${value.toFixed(2)} edits`;
+  if (key === 'latency_ms') return `${Math.round(value).toLocaleString()} ms`;
+  if (Number.isInteger(value)) return value.toLocaleString();
+  return value.toLocaleString(undefined, { maximumFractionDigits: 2 });
+}
+
+/**
+ * Nested metrics -> [[label, value text]], e.g. {"crohme2014": {"exprate": 29.31}}. A release's
+ * metrics.json gives rates as percentages and a promotion's evaluation as fractions: a group
+ * with any rate above 1 is read as percentages.
+ */
 export function metricRows(metrics, prefix = '') {
   const rows = [];
-  for (const [key, value] of Object.entries(metrics || {})) {
-    const label = prefix ? `${prefix} · ${LABELS[key] || key}` : LABELS[key] || key;
+  const entries = Object.entries(metrics || {});
+  const inPercent = entries.some(([key, value]) => RATES.has(key) && typeof value === 'number' && value > 1);
+  for (const [key, value] of entries) {
+    const label = prefix ? `${prefix} · ${nameOf(key)}` : nameOf(key);
     if (value && typeof value === 'object' && !Array.isArray(value)) rows.push(...metricRows(value, label));
-    else if (typeof value === 'number') rows.push([label, RATES.has(key) && value <= 1 ? percent(value) : value.toLocaleString(undefined, { maximumFractionDigits: 3 })]);
+    else if (typeof value === 'number') rows.push([label, valueText(key, value, inPercent)]);
     else if (value != null) rows.push([label, String(value)]);
   }
   return rows;
@@ -100,7 +133,7 @@ export class ModelsView {
       const status = result.reason.status;
       const text =
         status === 401
-          ? 'Sign in to see how many corrections are waiting for the next retraining.'
+          ? 'Sign in to see how many examples are waiting for the next retraining.'
           : status === 404 || status === 501
             ? 'This API does not report retraining yet.'
             : result.reason.message;
@@ -109,9 +142,11 @@ export class ModelsView {
       const info = result.value || {};
       const pending = Number(info.pending) || 0;
       const threshold = Number(info.threshold) || 0;
+      const later = Number(info.waiting) || 0; // over one person's daily share: a later batch
       parts.push(
-        h('p', { id: 'pending-label', class: 'pending' }, h('strong', {}, String(pending)), threshold ? ` of ${threshold}` : '', ' corrections waiting for the next retraining'),
+        h('p', { id: 'pending-label', class: 'pending' }, h('strong', {}, String(pending)), threshold ? ` of ${threshold}` : '', ` ${pending === 1 && !threshold ? 'example' : 'examples'} waiting for the next retraining`),
         h('progress', { max: String(threshold || 1), value: String(Math.min(pending, threshold || 1)), 'aria-labelledby': 'pending-label' }),
+        h('p', { class: 'muted small' }, EXAMPLES_NOTE, later ? ` ${later} more wait for a later one (each person's share of a day is limited).` : ''),
         this.#job(info.running_job),
       );
       if (info.decisions?.length) decisions = info.decisions;
@@ -133,7 +168,7 @@ export class ModelsView {
       {},
       job.state === 'claimed' ? 'A batch is claimed and its training job is starting' : 'Training now',
       job.job ? [': ', h('code', {}, job.job)] : '',
-      job.size ? `, on ${job.size} corrections` : '',
+      job.size ? `, on ${job.size} ${job.size === 1 ? 'example' : 'examples'}` : '',
       job.started_at ? [', started ', timeOf(job.started_at)] : '',
       '.',
     );
@@ -152,7 +187,7 @@ export class ModelsView {
       ' ',
       d.candidate?.version ? h('code', {}, d.candidate.version) : d.job ? h('code', {}, d.job) : null,
       typeof candidate === 'number' && typeof production === 'number'
-        ? ` ${LABELS[metric] || metric}: ${percent(candidate)} vs ${percent(production)} in production`
+        ? ` ${nameOf(metric)}: ${rateText(candidate, candidate > 1)} vs ${rateText(production, production > 1)} in production`
         : '',
       d.decided_at ? h('span', { class: 'muted small' }, ' · ', timeOf(d.decided_at)) : null,
       d.reason ? h('span', { class: 'muted small decision-reason' }, d.reason) : null,

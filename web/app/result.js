@@ -64,6 +64,9 @@ export class ResultPanel {
 
   /** Sign-in state changed: feedback needs an account and a prediction kept in a history. */
   refreshAccount() {
+    $('#result-empty-account').textContent = this.app.isSignedIn()
+      ? 'Signed in: each result is kept in your history, where you can correct it to teach the model.'
+      : 'Signed out, nothing is kept. Sign in to keep a history and to teach the model with your corrections.';
     if (!this.record) return;
     const canSend = this.app.isSignedIn() && this.record.source !== 'recognize';
     $('#feedback-form').hidden = !canSend;
@@ -176,13 +179,15 @@ export class ResultPanel {
     }
   }
 
-  /** "12 of 100 corrections are waiting for the next retraining." (GET /retraining) */
+  /**
+   * "Examples waiting for the next retraining: 12 of 100 (...)" (GET /retraining). An example is
+   * a correction or a confirmation kept for training: both count (docs/feedback-loop.md).
+   */
   async #pending() {
     const info = await this.api.retraining().catch(() => null);
     if (info?.pending == null) return '';
-    return info.threshold
-      ? `${info.pending} of ${info.threshold} corrections are waiting for the next retraining.`
-      : `${info.pending} corrections are waiting for the next retraining.`;
+    const count = info.threshold ? `${info.pending} of ${info.threshold}` : String(info.pending);
+    return `Examples waiting for the next retraining: ${count} (corrections and confirmations both count).`;
   }
 }
 

@@ -6,6 +6,8 @@ import { $, h, percent, when } from './dom.js';
 import { hourlyChart } from './charts.js';
 
 const count = (v) => Math.round(v).toLocaleString();
+/** "1 error", "2 errors", "1,204 predictions". */
+export const counted = (v, one, many = `${one}s`) => `${count(v)} ${Math.round(v) === 1 ? one : many}`;
 const rate = (v) => (v === 0 || v === 1 ? `${v * 100}%` : percent(v));
 
 /** Seconds as "850 ms" or "1.2 s". */
@@ -122,7 +124,7 @@ export class StatsView {
     const rows = data.hours || [];
     const updated = data.updated_at ? when(data.updated_at) : null;
     note.replaceChildren(
-      `${count(sum(rows, 'predictions'))} predictions, ${count(sum(rows, 'errors'))} errors and ${count(sum(rows, 'feedback'))} corrections or confirmations in the last ${rows.length} hours.`,
+      `${counted(sum(rows, 'predictions'), 'prediction')}, ${counted(sum(rows, 'errors'), 'error')} and ${counted(sum(rows, 'feedback'), 'correction or confirmation', 'corrections or confirmations')} in the last ${counted(rows.length, 'hour')}.`,
       ...(updated?.text ? [' Updated ', h('time', { datetime: data.updated_at, title: updated.title }, updated.text), '.'] : []),
     );
     this.#draw();
