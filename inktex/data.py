@@ -1,7 +1,9 @@
-"""Datasets in the CROHME offline layout: a folder of PNG images and a TSV of LaTeX labels.
+"""Datasets in the CROHME layout: a TSV of LaTeX labels, and the expressions as pen strokes
+(InkML, the source of truth) or as images.
 
-`<root>/<split>.tsv` holds `<name>\\t<latex>` records (quoted where a label spans lines) and
-`<root>/<split>/<name>.png` the images. A user's own folder of images with such a TSV works
+`<root>/<split>.tsv` holds `<name>\\t<latex>` records (quoted where a label spans lines),
+`<root>/inkml/<split>/<name>.inkml` the strokes and `<root>/<split>/<name>.png` one fixed
+256x256 rendering of them. A user's own folder of InkML files or images with such a TSV works
 the same. Bad records are counted, reported and skipped: one bad file never ends a run.
 """
 
@@ -10,11 +12,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inktex.errors import DataError, InkTeXError
+from inktex.ink import InkMLDocument, read_inkml
 from inktex.latex import normalize_latex
 
 log = logging.getLogger(__name__)
@@ -46,15 +50,35 @@ class Sample:
     tokens: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class InkSample:
+    name: str
+    ink: InkMLDocument
+    latex: str
+    tokens: tuple[str, ...]
+
+
 @dataclass
 class SkipReport:
-    """What was skipped while reading a split, and why."""
+    """What was skipped while reading a split, and why; and what was read around a defect."""
 
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    repaired: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, name: str, reason: str) -> None:
         log.warning("skipped %s: %s", name, reason)
         self.skipped.append((name, reason))
+
+    def repair(self, name: str, what: str) -> None:
+        log.info("read %s around a defect: %s", name, what)
+        self.repaired.append((name, what))
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """How many records were skipped, and read around a defect, for each reason."""
+        return {
+            "skipped": dict(Counter(reason for _, reason in self.skipped)),
+            "repaired": dict(Counter(what for _, what in self.repaired)),
+        }
 
 
 def read_labels(tsv: Path) -> list[tuple[str, str]]:
@@ -91,3 +115,38 @@ def iter_split(
 def load_split(root: Path, split: str) -> tuple[list[Sample], SkipReport]:
     report = SkipReport()
     return list(iter_split(root, split, report)), report
+
+
+def iter_inkml_split(root: Path, split: str, report: SkipReport | None = None):
+    """The split's InkML files, each with its label from `<root>/<split>.tsv`.
+
+    Every file in `<root>/inkml/<split>/` is read, so that one without a label (or one that
+    cannot be read) is counted too, not only the labelled ones.
+    """
+    report = report if report is not None else SkipReport()
+    labels = dict(read_labels(Path(root) / f"{split}.tsv"))
+    folder = Path(root) / "inkml" / split
+    found = {p.relative_to(folder).with_suffix("").as_posix(): p for p in folder.rglob("*.inkml")}
+    for name in sorted(found.keys() | labels.keys()):
+        if name not in found:
+            report.add(name, "no InkML file for this label")
+            continue
+        try:
+            ink = read_inkml(found[name])
+        except InkTeXError as exc:
+            report.add(name, str(exc))
+            continue
+        for what in ink.repairs:
+            report.repair(name, what)
+        if name not in labels:
+            report.add(name, f"no label in {split}.tsv")
+            continue
+        try:
+            tokens = normalize_latex(labels[name])
+        except InkTeXError as exc:
+            report.add(name, f"label does not normalise: {exc}")
+            continue
+        if not tokens:
+            report.add(name, "empty label")
+            continue
+        yield InkSample(name, ink, labels[name], tuple(tokens))

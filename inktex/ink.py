@@ -26,15 +26,31 @@ MAX_POINTS = 100_000  # in total; a canvas samples ~100 points per second of wri
 MAX_COORD = 100_000.0  # canvas pixels; CROHME's largest device units stay under 20,000
 MAX_INKML_BYTES = 5 * 1024 * 1024  # CROHME files are under 25 kB
 _DIFFERENCE_MARKS = "'\"!?*"  # InkML's difference-encoding prefixes; CROHME uses none
+_XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A symbol-level trace group: its label and the indices of its strokes in `strokes`."""
+
+    label: str
+    strokes: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class InkMLDocument:
-    """An InkML file's strokes, its expression-level `truth` LaTeX, and its annotations."""
+    """An InkML file's strokes, its expression-level `truth` LaTeX, and its annotations.
+
+    `symbols` are the symbol-level trace groups where the file has them (CROHME's do);
+    `repairs` says what was wrong with the file but could be read around (a Latin-1 byte,
+    a truth annotation without a type, a trace with no points), so a corpus can count it.
+    """
 
     strokes: Strokes
     truth: str | None
     annotations: dict[str, str] = field(default_factory=dict)
+    symbols: tuple[Symbol, ...] = ()
+    repairs: tuple[str, ...] = ()
 
 
 def parse_strokes_json(obj: object) -> Strokes:
@@ -119,25 +135,71 @@ def read_inkml(data: bytes | str | Path) -> InkMLDocument:
             f"the InkML is over the limit of {MAX_INKML_BYTES / 1e6:.1f} MB: "
             "send one expression's ink"
         )
+    if not raw.strip():
+        raise InkMLError("the InkML file is empty: there is no ink to read")
+    repairs: list[str] = []
+    root = _parse_xml(raw, repairs)
+    if _local(root.tag) != "ink":
+        raise InkMLError(f"the root element is <{_local(root.tag)}>, not <ink>: not InkML")
+    annotations = {}
+    for el in root:
+        if _local(el.tag) != "annotation":
+            continue
+        if el.get("type"):
+            annotations[el.get("type")] = (el.text or "").strip()
+        else:
+            repairs.append("an annotation has no type (it is ignored)")
+    strokes, stroke_index = _traces(root, repairs)
+    truth = annotations.get("truth", "").strip().strip("$").strip() or None
+    return InkMLDocument(
+        strokes=strokes,
+        truth=truth,
+        annotations=annotations,
+        symbols=_symbols(root, stroke_index),
+        repairs=tuple(repairs),
+    )
+
+
+def _parse_xml(raw: bytes, repairs: list[str]) -> Element:
     try:
-        root = fromstring(raw, forbid_dtd=True)
+        return fromstring(raw, forbid_dtd=True)
     except DefusedXmlException as exc:
         raise InkMLError(
             "the InkML declares a DTD or entities, which are refused for safety: "
             "send plain InkML without a <!DOCTYPE>"
         ) from exc
     except (ParseError, LookupError, ValueError) as exc:  # LookupError: an unknown encoding
-        raise InkMLError(f"not well-formed XML ({exc}): send an InkML document") from exc
-    if _local(root.tag) != "ink":
-        raise InkMLError(f"the root element is <{_local(root.tag)}>, not <ink>: not InkML")
-    annotations = {
-        el.get("type", ""): (el.text or "").strip()
-        for el in root
-        if _local(el.tag) == "annotation" and el.get("type")
-    }
-    strokes = _traces(root)
-    truth = annotations.get("truth", "").strip().strip("$").strip() or None
-    return InkMLDocument(strokes=strokes, truth=truth, annotations=annotations)
+        error = exc
+    if not raw.lstrip().startswith(b"<?xml"):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Undeclared non-UTF-8 text (CROHME has one such file): every byte is Latin-1.
+            repairs.append("a byte is not UTF-8: read as Latin-1")
+            try:
+                return fromstring(raw.decode("latin-1"), forbid_dtd=True)
+            except (ParseError, ValueError):
+                pass
+    raise InkMLError(f"not well-formed XML ({error}): send an InkML document") from error
+
+
+def _symbols(root: Element, stroke_index: dict[str, int]) -> tuple[Symbol, ...]:
+    """Trace groups that directly reference strokes: CROHME's symbol segmentation."""
+    symbols = []
+    for group in root.iter():
+        if _local(group.tag) != "traceGroup":
+            continue
+        refs = [
+            stroke_index[el.get("traceDataRef", "")]
+            for el in group
+            if _local(el.tag) == "traceView" and el.get("traceDataRef", "") in stroke_index
+        ]
+        label = next(
+            ((el.text or "").strip() for el in group if _local(el.tag) == "annotation"), ""
+        )
+        if refs:
+            symbols.append(Symbol(label, tuple(refs)))
+    return tuple(symbols)
 
 
 def _local(tag: object) -> str:
@@ -156,26 +218,29 @@ def _xy_columns(root: Element) -> tuple[int, int]:
     return 0, 1
 
 
-def _traces(root: Element) -> Strokes:
+def _traces(root: Element, repairs: list[str]) -> tuple[Strokes, dict[str, int]]:
+    """The strokes, and each trace id's index among them (empty traces have none)."""
     ix, iy = _xy_columns(root)
     need = max(ix, iy) + 1
     traces = [el for el in root.iter() if _local(el.tag) == "trace"]
-    texts = [(el.get("id", str(i)), el.text or "") for i, el in enumerate(traces)]
+    texts = [(el.get("id") or el.get(_XML_ID) or str(i), el.text or "") for i, el in enumerate(traces)]
     if not texts:
         raise InkMLError("the InkML holds no <trace> elements: there is no ink to read")
     if len(texts) > MAX_STROKES:
         raise InkMLError(f"{len(texts)} traces is more than the limit of {MAX_STROKES}")
     if sum(t.count(",") + 1 for _, t in texts) > MAX_POINTS:
         raise InkMLError(f"the InkML holds more than {MAX_POINTS} points")
-    strokes = []
+    strokes, index = [], {}
     for trace_id, text in texts:
         if not text.strip():
+            repairs.append("a trace has no points (it is skipped)")
             continue  # an empty trace is no ink, not an error
         if any(mark in text for mark in _DIFFERENCE_MARKS):
             raise InkMLError(
                 f"trace {trace_id} uses InkML difference encoding, which is not supported: "
                 "send explicit X Y values"
             )
+        index[trace_id] = len(strokes)
         strokes.append(_trace_points(trace_id, text, ix, iy, need))
     if not strokes:
         raise InkMLError("every <trace> in the InkML is empty: there is no ink to read")
@@ -183,7 +248,7 @@ def _traces(root: Element) -> Strokes:
         _check_coordinates(strokes, allow_negative=True)  # device units may be negative
     except StrokesError as exc:
         raise InkMLError(str(exc)) from exc
-    return strokes
+    return strokes, index
 
 
 def _trace_points(trace_id: str, text: str, ix: int, iy: int, need: int) -> np.ndarray:

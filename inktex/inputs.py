@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from inktex.ink import parse_strokes_json, read_inkml
-from inktex.preprocess import PreprocessConfig, preprocess_bytes, preprocess_gray
+from inktex.preprocess import (
+    PreprocessConfig,
+    preprocess_bytes,
+    preprocess_gray,
+    strokes_to_input,
+)
 from inktex.render import render_strokes
 
 
@@ -22,6 +27,8 @@ def from_strokes(strokes: object, cfg: PreprocessConfig) -> np.ndarray:
         isinstance(strokes, list) and strokes and all(isinstance(s, np.ndarray) for s in strokes)
     ):
         strokes = parse_strokes_json(strokes)
+    if cfg.at_scale:
+        return strokes_to_input(strokes, cfg)
     return preprocess_gray(render_strokes(strokes), cfg)
 
 

@@ -1,8 +1,14 @@
 """Image preprocessing: any photo, scan or rendering -> the model's input.
 
-The model sees a float32 `(height, width)` ink map, ink 1 on background 0, holding the
-expression cropped to its ink and fitted (aspect kept, centred) into the box. The same
-function prepares training images, serving requests and evaluation, so they look alike.
+The model sees a float32 ink map, ink 1 on background 0, holding the expression cropped to
+its ink. How it is sized is the package's `PreprocessConfig`:
+- at the writer's scale (`symbol_height` > 0): brought to one scale, a typical symbol
+  `symbol_height` pixels high (`inktex.scale`), aspect kept, at most `height` x `width`
+  (larger inputs are shrunk to fit), padded with paper to a multiple of `STRIDE`;
+- fitted (`symbol_height` 0, the packages before the writer's scale): fitted, aspect kept
+  and centred, into a fixed `height` x `width` box.
+The same functions prepare training images, serving requests and evaluation, so they look
+alike. Inputs of different sizes travel together padded, with a mask (`pad_batch`).
 """
 
 from __future__ import annotations
@@ -16,22 +22,34 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from inktex.errors import BlankInputError, ImageError, ImageTooLargeError
+from inktex.ink import Strokes
+from inktex.render import render_at_scale
+from inktex.scale import ink_size, normalise_strokes
 
 MAX_PIXELS = 50_000_000  # phones make 12-50 MP; more is rejected with a clear message
 # Larger photos are reduced to this longer side before any float copy: a 50 MP photo in
 # float32 needs 200 MB per array, and the fitted expression is at most a few hundred pixels.
 MAX_WORK_SIDE = 2048
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "MPO"}  # MPO: a phone's JPEG (docs/security.md)
+# The encoder downsamples 16x: inputs at the writer's scale are padded to a multiple of it, so
+# that an input alone and the same input padded in a batch see the same pixels in every layer.
+STRIDE = 16
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Settings that travel with a model package; loading a package restores them."""
 
-    height: int = 96
-    width: int = 256
-    margin: int = 4  # pixels of background kept around the fitted ink
+    height: int = 96  # the box; at the writer's scale, the largest height
+    width: int = 256  # the box; at the writer's scale, the largest width
+    margin: int = 4  # pixels of background kept around the ink
     ink_threshold: float = 0.15  # an ink-map value above this counts as ink when cropping
+    symbol_height: float = 0.0  # px of a typical symbol; 0: fit into the box (older packages)
+    line_width: int = 2  # px of the rendered pen strokes
+
+    @property
+    def at_scale(self) -> bool:
+        return self.symbol_height > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +143,73 @@ def crop_box(ink: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+def shrink_factor(height: float, width: float, cfg: PreprocessConfig) -> float:
+    """How much an input of this ink size must shrink (<= 1) to fit the largest input with
+    its margins; 1 for nearly every expression (docs/experiments.md, "One scale")."""
+    room_h, room_w = cfg.height - 2 * cfg.margin, cfg.width - 2 * cfg.margin
+    return min(1.0, room_h / max(height, 1e-9), room_w / max(width, 1e-9))
+
+
+def pad_to_stride(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Paper added right and below, up to a multiple of STRIDE, at most the largest input."""
+    h, w = ink.shape
+    h, w = min(h, cfg.height), min(w, cfg.width)
+    out = np.zeros((-(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE), dtype=np.float32)
+    out[:h, :w] = ink[:h, :w]
+    return out
+
+
+def scale_to_input(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """An image's ink at the writer's scale: cropped, resized so that a typical symbol is
+    `cfg.symbol_height` pixels high (estimated from its blobs of ink), padded."""
+    top, bottom, left, right = crop_box(ink, cfg.ink_threshold)
+    crop = ink[top:bottom, left:right]
+    h, w = crop.shape
+    scale = cfg.symbol_height / ink_size(crop, cfg.ink_threshold)
+    scale *= shrink_factor(h * scale, w * scale, cfg)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(
+        (new_w, new_h), Image.BOX if scale < 1 else Image.BILINEAR
+    )
+    m = cfg.margin
+    out = np.zeros((new_h + 2 * m, new_w + 2 * m), dtype=np.float32)
+    out[m : m + new_h, m : m + new_w] = np.asarray(resized, dtype=np.float32)
+    return pad_to_stride(_normalise_contrast(out), cfg)
+
+
+def strokes_to_input(
+    strokes: Strokes, cfg: PreprocessConfig, normalised: bool = False, line_width: int = 0
+) -> np.ndarray:
+    """Pen strokes at the writer's scale, rendered by the one renderer and padded.
+
+    `normalised`: the strokes are already at the scale (`inktex.scale.normalise_strokes`),
+    as training keeps them; `line_width` overrides the package's (augmentation).
+    """
+    if not normalised:
+        strokes = normalise_strokes(strokes, cfg.symbol_height)
+    line_width = line_width or cfg.line_width
+    points = np.concatenate(strokes)
+    width, height = np.ptp(points, axis=0) + line_width
+    factor = shrink_factor(height, width, cfg)
+    if factor < 1:
+        strokes = [s * factor for s in strokes]
+    ink = render_at_scale(strokes, cfg.margin, line_width)
+    return pad_to_stride(_normalise_contrast(ink), cfg)
+
+
+def pad_batch(inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs of any sizes as one (N, H, W) batch, padded right and below with paper,
+    and its (N, H, W) mask: 1 where an input's own pixels are, 0 on the padding."""
+    height = max(x.shape[0] for x in inputs)
+    width = max(x.shape[1] for x in inputs)
+    batch = np.zeros((len(inputs), height, width), dtype=np.float32)
+    mask = np.zeros((len(inputs), height, width), dtype=np.float32)
+    for i, x in enumerate(inputs):
+        batch[i, : x.shape[0], : x.shape[1]] = x
+        mask[i, : x.shape[0], : x.shape[1]] = 1
+    return batch, mask
+
+
 def fit_to_box(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Crop to the ink and fit it, aspect kept and centred, into the model's box."""
     top, bottom, left, right = crop_box(ink, cfg.ink_threshold)
@@ -154,7 +239,8 @@ def _normalise_contrast(ink: np.ndarray) -> np.ndarray:
 
 def preprocess_gray(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Model input from a grayscale uint8 image (dark ink on light paper, or the reverse)."""
-    return fit_to_box(ink_map(gray), cfg)
+    ink = ink_map(gray)
+    return scale_to_input(ink, cfg) if cfg.at_scale else fit_to_box(ink, cfg)
 
 
 def preprocess_bytes(data: bytes, cfg: PreprocessConfig) -> np.ndarray:

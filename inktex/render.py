@@ -37,34 +37,56 @@ def render_strokes(
     Only the strokes' shape matters: they are translated and scaled to fit, so canvas
     pixels and InkML device units render alike. A one-point stroke is a dot.
     """
-    drawn = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes]
-    drawn = [s for s in drawn if len(s)]
-    if not drawn:
-        raise BlankInputError("no handwriting found: there are no strokes to draw")
+    drawn = _checked(strokes)
     span = size - 2 * margin - line_width  # room for the points on the longer side
     if span < 1:
         raise ValueError(f"size {size} leaves no room inside margin {margin}")
     points = np.concatenate(drawn)
-    if not np.isfinite(points).all():  # parse_strokes_json refuses these; direct callers too
-        raise StrokesError("a stroke has a NaN or infinite coordinate")
     lo, hi = points.min(axis=0), points.max(axis=0)
     extent = float((hi - lo).max())
     scale = span / extent if extent > 0 else 1.0
     # Whole-pixel offsets, so the longer side's points land exactly on margin..margin+span.
     offset = np.round((span - (hi - lo) * scale) / 2) + margin
+    pixels = [np.round((s - lo) * scale) + offset for s in drawn]
+    ink = draw_ink(pixels, size, size, line_width)
+    return np.round(255.0 * (1.0 - ink)).astype(np.uint8)
 
-    image = Image.new("L", (size, size), 0)
+
+def render_at_scale(strokes: Strokes, margin: int, line_width: int = LINE_WIDTH) -> np.ndarray:
+    """A float32 ink map (ink 1 on 0) of strokes already in pixels (`inktex.scale`), drawn
+    as they are, `margin` pixels of paper around the ink box."""
+    drawn = _checked(strokes)
+    lo = np.concatenate(drawn).min(axis=0)
+    pixels = [np.round(s - lo) + margin for s in drawn]
+    hi = np.concatenate(pixels).max(axis=0)
+    width, height = (int(v) + line_width + margin for v in hi)
+    return draw_ink(pixels, height, width, line_width).astype(np.float32)
+
+
+def _checked(strokes: Strokes) -> list[np.ndarray]:
+    drawn = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes]
+    drawn = [s for s in drawn if len(s)]
+    if not drawn:
+        raise BlankInputError("no handwriting found: there are no strokes to draw")
+    if not all(np.isfinite(s).all() for s in drawn):  # parse_strokes_json refuses these too
+        raise StrokesError("a stroke has a NaN or infinite coordinate")
+    return drawn
+
+
+def draw_ink(pixels: list[np.ndarray], height: int, width: int, line_width: int) -> np.ndarray:
+    """Ink in [0, 1] of strokes at whole-pixel coordinates on a `height` x `width` canvas."""
+    image = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(image)
-    pixels = [(np.round((s - lo) * scale) + offset).astype(np.int64) for s in drawn]
+    pixels = [xy.astype(np.int64) for xy in pixels]
     for xy in pixels:
         _draw_stroke(draw, xy, line_width)
     ink = np.asarray(image, dtype=np.float64) / 255.0
-    for xy in pixels:  # the square "pen tip" at every point: dots, ends and sharp turns
-        for dy in range(line_width):
-            for dx in range(line_width):
-                ink[np.minimum(xy[:, 1] + dy, size - 1), np.minimum(xy[:, 0] + dx, size - 1)] = 1
-    ink = np.clip(_blur(ink, _BLUR), 0.0, 1.0)
-    return np.round(255.0 * (1.0 - ink)).astype(np.uint8)
+    points = np.concatenate(pixels)
+    for dy in range(line_width):  # the square "pen tip" at every point: dots, ends, turns
+        for dx in range(line_width):
+            ys = np.minimum(points[:, 1] + dy, height - 1)
+            ink[ys, np.minimum(points[:, 0] + dx, width - 1)] = 1
+    return np.clip(_blur(ink, _BLUR), 0.0, 1.0)
 
 
 def _draw_stroke(draw: ImageDraw.ImageDraw, xy: np.ndarray, line_width: int) -> None:

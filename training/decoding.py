@@ -5,32 +5,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from inktex.preprocess import pad_batch
 from inktex.search import SearchResult, decode
 from inktex.vocab import Vocabulary
-from training.model import Recognizer
+from training.data import size_batches
+from training.model import DecoderState, Recognizer
 
 
 class TorchStepModel:
     """Encodes a batch once; each step runs the decoder on the model's device."""
 
-    def __init__(self, model: Recognizer, images: torch.Tensor):
+    def __init__(self, model: Recognizer, images: torch.Tensor, mask: torch.Tensor | None):
         self.model = model
-        self.features = model.encoder(images)
-        self.keys, self.state0 = model.decoder.start(self.features)
+        self.features, self.mask = model.encode(images, mask)
+        self.keys, self.state0 = model.decoder.start(self.features, self.mask)
 
     def start(self):
-        return (self.state0.hidden, self.state0.coverage, self.features, self.keys)
+        return (self.state0.hidden, self.state0.coverage, self.features, self.keys, self.mask)
 
     def step(self, tokens: np.ndarray, state):
-        hidden, coverage, features, keys = state
-        from training.model import DecoderState
-
+        hidden, coverage, features, keys, mask = state
         ids = torch.from_numpy(tokens).to(hidden.device)
         logits, new, _ = self.model.decoder.step(
-            ids, DecoderState(hidden, coverage), features, keys
+            ids, DecoderState(hidden, coverage), features, keys, mask
         )
         logp = torch.log_softmax(logits.float(), dim=-1)
-        return logp.cpu().numpy(), (new.hidden, new.coverage, features, keys)
+        return logp.cpu().numpy(), (new.hidden, new.coverage, features, keys, mask)
 
     def select(self, state, rows: np.ndarray):
         idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(state[0].device)
@@ -39,33 +39,45 @@ class TorchStepModel:
 
 @torch.inference_mode()
 def recognize_batch(
-    model: Recognizer, images: torch.Tensor, vocab: Vocabulary, beam: int = 1, max_len: int = 200
+    model: Recognizer,
+    images: torch.Tensor,
+    vocab: Vocabulary,
+    beam: int = 1,
+    max_len: int = 200,
+    mask: torch.Tensor | None = None,
 ) -> list[SearchResult]:
-    """Search results for images (B, 1, H, W) already on the model's device."""
-    return decode(TorchStepModel(model, images), len(images), vocab, max_len, beam)
+    """Search results for images (B, 1, H, W) (and their mask) on the model's device."""
+    return decode(TorchStepModel(model, images, mask), len(images), vocab, max_len, beam)
 
 
 def recognize_arrays(
     model: Recognizer,
-    images: np.ndarray,
+    images: list[np.ndarray],
     vocab: Vocabulary,
     device: torch.device,
     beam: int = 1,
-    batch_size: int = 128,
+    batch_pixels: int = 2_000_000,
     max_len: int = 200,
     amp: bool = False,
 ) -> list[list[str]]:
-    """Token lists for uint8 (N, H, W) or float (N, H, W) model inputs."""
-    out: list[list[str]] = []
+    """Token lists for model inputs of any sizes (uint8 or float (H, W) arrays), decoded in
+    padded batches of similar size, returned in the inputs' order."""
+    out: list[list[str]] = [[] for _ in images]
     model.eval()
-    for i in range(0, len(images), batch_size):
-        chunk = torch.from_numpy(np.asarray(images[i : i + batch_size])).to(device)
-        x = (chunk.float() / 255 if chunk.dtype == torch.uint8 else chunk.float())[:, None]
+    shapes = [x.shape for x in images]
+    for batch in size_batches(shapes, batch_pixels, 128):
+        arrays = [np.asarray(images[i], dtype=np.float32) for i in batch]
+        if images[batch[0]].dtype == np.uint8:
+            arrays = [a / 255 for a in arrays]
+        padded, mask = pad_batch(arrays)
+        x = torch.from_numpy(padded).to(device)[:, None]
+        m = torch.from_numpy(mask).to(device)[:, None]
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
         ):
-            results = recognize_batch(model, x, vocab, beam=beam, max_len=max_len)
-        out += [vocab.decode(r.best.ids) for r in results]
+            results = recognize_batch(model, x, vocab, beam=beam, max_len=max_len, mask=m)
+        for i, r in zip(batch, results, strict=True):
+            out[i] = vocab.decode(r.best.ids)
     return out
 
 
@@ -82,5 +94,5 @@ class TorchRecognizer:
     def recognize_paths(self, paths) -> list[list[str]]:
         from inktex import inputs
 
-        batch = np.stack([inputs.from_path(p, self.preprocess) for p in paths])
+        batch = [inputs.from_path(p, self.preprocess) for p in paths]
         return recognize_arrays(self.model, batch, self.vocab, self.device, beam=self.beam)

@@ -2,14 +2,20 @@
 
 Two encoders, chosen by `ModelConfig.arch`:
 - `dense` (default): a DenseNet-B encoder as in DenseWAP (Zhang et al. 2018), downsampling 16x.
-- `seed`: torchvision's ResNet-18 trunk trained from scratch, strides cut so it also downsamples
-  16x (HMER needs the resolution: a 32x grid loses sub- and superscripts).
+- `seed`: a ResNet-18 trunk trained from scratch, its last stage at stride 1 so it also
+  downsamples 16x (HMER needs the resolution: a 32x grid loses sub- and superscripts).
 Both feed the same decoder, which runs one step at a time with explicit state
 (`DecoderState`) so that it exports as a single ONNX step graph; the search over those steps
 lives in the torch-free `inktex.search`.
 
+Inputs of different sizes travel padded in one batch with a mask (1 on an input's own
+pixels, `inktex.preprocess.pad_batch`). The encoder zeroes the padding before every
+convolution that looks at neighbours, so an input's features are the same alone or padded
+in a batch; attention and the initial state ignore the padded positions.
+
 Shapes: B batch, H x W input, h x w = H/16 x W/16 feature grid, C feature channels,
-A attention size, D decoder hidden size, V vocabulary size.
+A attention size, D decoder hidden size, V vocabulary size; masks are (B, 1, H, W) or
+(B, 1, h, w), float 0/1.
 """
 
 from __future__ import annotations
@@ -68,8 +74,19 @@ WIDTHS = {
 }
 
 
+STRIDE = 16  # input pixels per feature cell
+
+
+def mask_at(mask: torch.Tensor, stride: int) -> torch.Tensor:
+    """An input mask at a layer `stride` times coarser (input sizes are multiples of 16)."""
+    return mask[:, :, ::stride, ::stride] if stride > 1 else mask
+
+
 class _DenseLayer(nn.Module):
-    """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, output concatenated to the input (DenseNet-B)."""
+    """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, output concatenated to the input (DenseNet-B).
+
+    The 3x3 convolution reads its neighbours: the padding is zeroed before it, as a lone
+    input's border would be."""
 
     def __init__(self, channels: int, growth: int):
         super().__init__()
@@ -82,8 +99,11 @@ class _DenseLayer(nn.Module):
             nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.body(x)], dim=1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = x
+        for module in self.body[:-1]:
+            h = module(h)
+        return torch.cat([x, self.body[-1](h * mask)], dim=1)
 
 
 class DenseEncoder(nn.Module):
@@ -98,8 +118,10 @@ class DenseEncoder(nn.Module):
             nn.MaxPool2d(2),
         ]
         channels = cfg.stem
+        self.strides: dict[int, int] = {}  # dense layer's index in `body` -> its stride
         for i, depth in enumerate(cfg.depths):
             for _ in range(depth):
+                self.strides[len(layers)] = 4 * 2**i
                 layers.append(_DenseLayer(channels, cfg.growth))
                 channels += cfg.growth
             if i < len(cfg.depths) - 1:
@@ -115,49 +137,70 @@ class DenseEncoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out_channels = channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)  # (B, C, h, w)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, body: nn.Sequential | None = None
+    ) -> torch.Tensor:
+        """Features (B, C, h, w); `body`: these layers rearranged (the ONNX export's)."""
+        for i, layer in enumerate(body if body is not None else self.body):
+            if i in self.strides:
+                x = layer(x, mask_at(mask, self.strides[i]))
+            else:
+                x = layer(x)
+        return x
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block; the padding is zeroed before each 3x3 convolution."""
+
+    def __init__(self, channels_in: int, channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or channels_in != channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(channels_in, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
+
+    def forward(self, x: torch.Tensor, mask_in: torch.Tensor, mask_out: torch.Tensor):
+        out = self.relu(self.bn1(self.conv1(x * mask_in)))
+        out = self.bn2(self.conv2(out * mask_out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
 
 
 class ResNetEncoder(nn.Module):
-    """torchvision's ResNet-18 from scratch, one channel in, last stage at stride 1 (16x)."""
+    """ResNet-18's trunk (He et al. 2016) from scratch, one channel in, the last stage at
+    stride 1 so that it downsamples 16x (HMER needs the resolution: a 32x grid loses sub- and
+    superscripts). Written out here rather than taken from torchvision, to mask the padding."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        from torchvision.models import resnet18  # only the seed design needs torchvision
-
-        net = resnet18(weights=None)
         width = cfg.resnet_width
-        if width != 64:  # a narrower ResNet-18 for the tiny preset
-            from torchvision.models.resnet import BasicBlock, ResNet
-
-            net = ResNet(BasicBlock, [2, 2, 2, 2])
-            net.inplanes = width
-            net.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-            net.bn1 = nn.BatchNorm2d(width)
-            net.layer1 = net._make_layer(BasicBlock, width, 2)
-            net.layer2 = net._make_layer(BasicBlock, width * 2, 2, stride=2)
-            net.layer3 = net._make_layer(BasicBlock, width * 4, 2, stride=2)
-            net.layer4 = net._make_layer(BasicBlock, width * 8, 2, stride=2)
-        net.conv1 = nn.Conv2d(1, width, 7, stride=2, padding=3, bias=False)
-        # layer4 keeps stride 1: 2 (conv1) * 2 (maxpool) * 2 * 2 = 16x.
-        block = net.layer4[0]
-        block.conv1.stride = (1, 1)
-        block.downsample[0].stride = (1, 1)
-        self.body = nn.Sequential(
-            net.conv1,
-            net.bn1,
-            net.relu,
-            net.maxpool,
-            net.layer1,
-            net.layer2,
-            net.layer3,
-            net.layer4,
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
         )
-        self.out_channels = width * 8
+        blocks, self.strides = [], []
+        channels, stride = width, 4
+        for stage, out in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            step = 2 if stage in (1, 2) else 1  # stages 2 and 3 halve; stage 4 keeps 16x
+            blocks += [_BasicBlock(channels, out, step), _BasicBlock(out, out, 1)]
+            self.strides += [(stride, stride * step), (stride * step, stride * step)]
+            channels, stride = out, stride * step
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, body=None) -> torch.Tensor:
+        x = self.stem(x * mask)
+        for block, (s_in, s_out) in zip(self.blocks, self.strides, strict=True):
+            x = block(x, mask_at(mask, s_in), mask_at(mask, s_out))
+        return x
 
 
 @dataclass
@@ -179,11 +222,17 @@ class CoverageAttention(nn.Module):
         self.energy = nn.Conv2d(cfg.attention, 1, 1)
 
     def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, coverage: torch.Tensor
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        coverage: torch.Tensor,
+        mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.query(query)[:, :, None, None]  # (B, A, 1, 1)
         cov = self.coverage_proj(self.coverage_conv(coverage))  # (B, A, h, w)
         energy = self.energy(torch.tanh(q + keys + cov))  # (B, 1, h, w)
+        energy = energy.float().masked_fill(mask == 0, float("-inf"))
         b, _, h, w = energy.shape
         alpha = torch.softmax(energy.reshape(b, h * w), dim=1).reshape(b, 1, h, w)
         context = (alpha * values).sum(dim=(2, 3))  # (B, C)
@@ -207,21 +256,29 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed, cfg.vocab_size)
 
-    def start(self, features: torch.Tensor) -> tuple[torch.Tensor, DecoderState]:
+    def start(
+        self, features: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, DecoderState]:
         """Attention keys and the initial state from the encoder's features."""
         keys = self.key(features)  # (B, A, h, w)
-        hidden = torch.tanh(self.init_hidden(features.mean(dim=(2, 3))))  # (B, D)
+        mean = (features * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3))  # (B, C)
+        hidden = torch.tanh(self.init_hidden(mean))  # (B, D)
         b, _, h, w = features.shape
         coverage = features.new_zeros(b, 1, h, w)
         return keys, DecoderState(hidden, coverage)
 
     def step(
-        self, tokens: torch.Tensor, state: DecoderState, features: torch.Tensor, keys: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        state: DecoderState,
+        features: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor,
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """Logits (B, V) for the token after `tokens` (B,), the next state, and the attention."""
         emb = self.embedding(tokens)  # (B, E)
         query = self.gru_in(emb, state.hidden)
-        context, alpha = self.attention(query, keys, features, state.coverage)
+        context, alpha = self.attention(query, keys, features, state.coverage, mask)
         hidden = self.gru_ctx(context, query)
         out = self.out_hidden(hidden) + self.out_context(context) + self.out_embed(emb)
         logits = self.classifier(self.dropout(torch.tanh(out)))
@@ -239,13 +296,25 @@ class Recognizer(nn.Module):
             raise ValueError(f"unknown architecture {cfg.arch!r}: use 'dense' or 'seed'")
         self.decoder = Decoder(cfg, self.encoder.out_channels)
 
-    def forward(self, images: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, images: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, C, h, w) and their mask (B, 1, h, w); no mask: nothing is padded."""
+        if mask is None:
+            mask = torch.ones_like(images)
+        return self.encoder(images, mask), mask_at(mask, STRIDE)
+
+    def forward(
+        self, images: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits (B, T, V) for each next token given the previous ones `inputs` (B, T)."""
-        features = self.encoder(images)
-        keys, state = self.decoder.start(features)
+        features, feature_mask = self.encode(images, mask)
+        keys, state = self.decoder.start(features, feature_mask)
         logits = []
         for t in range(inputs.shape[1]):
-            step_logits, state, _ = self.decoder.step(inputs[:, t], state, features, keys)
+            step_logits, state, _ = self.decoder.step(
+                inputs[:, t], state, features, keys, feature_mask
+            )
             logits.append(step_logits)
         return torch.stack(logits, dim=1)
 

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, fields, replace
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 200
-    batch_size: int = 16
+    batch_size: int = 16  # the most inputs in a batch
+    batch_pixels: int = 400_000  # a batch padded to its largest input stays within this
+    workers: int = 1  # data loader processes rendering and augmenting strokes (0: in-process)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 300
@@ -47,14 +49,17 @@ PRESETS = {
         unk_prob=0.0,
         augment=False,
         amp=False,  # tests: the same fp32 arithmetic on every machine
+        workers=0,
         train_limit=16,
         val_limit=8,
         patience=100,
     ),
-    "cpu": TrainConfig(epochs=300, batch_size=16, lr=1e-3, average_last=5),
+    "cpu": TrainConfig(epochs=300, batch_size=24, lr=1e-3, average_last=5),
     "gpu": TrainConfig(
         epochs=400,
-        batch_size=64,
+        batch_size=128,
+        batch_pixels=4_000_000,
+        workers=12,
         lr=2e-3,
         warmup_steps=200,
         max_minutes=7.0,

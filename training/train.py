@@ -1,6 +1,7 @@
 """Train the recogniser: `python -m training.train`, driven by params.yaml.
 
-CPU or CUDA (bf16 autocast), seeded, resumable from `last.pt`, augmented on the device,
+CPU or CUDA (bf16 autocast), seeded, resumable from `last.pt`, fed by data loader workers
+that render and augment the corpus's strokes (`training.data`) in batches of similar size,
 logged with dvclive (when installed), validated on CROHME 2013 with the core's search,
 early-stopped on validation ExpRate, and under `torchrun` data-parallel across processes.
 CROHME 2014 is the reported test: nothing here ever looks at it.
@@ -29,65 +30,22 @@ from tqdm import tqdm
 from inktex.metrics import score
 from inktex.preprocess import PreprocessConfig
 from inktex.vocab import Vocabulary
-from training.augment import augment
+from training.augment import StrokeAugment
 from training.average import average_checkpoints
 from training.checkpoint import load_checkpoint, save_checkpoint
+from training.data import ExpressionDataset, SizeBatchSampler, collate, load_split, render_all
 from training.decoding import recognize_arrays
 from training.model import WIDTHS, ModelConfig, Recognizer, count_parameters, init_weights
-from training.prepare import load_packed
 from training.presets import TrainConfig, resolve
 from training.tracking import Tracker
 
 log = logging.getLogger("inktex.train")
 
 
-@dataclass
-class Split:
-    images: torch.Tensor  # (N, H, W) uint8, on the training device
-    targets: torch.Tensor  # (N, L) int64: tokens then <eos>, padded with <pad>
-    lengths: torch.Tensor  # (N,) tokens + 1
-    labels: list[list[str]]
-
-
-def encode_split(
-    images: np.ndarray,
-    labels: list[list[str]],
-    vocab: Vocabulary,
-    max_len: int,
-    device: torch.device,
-) -> tuple[Split, int]:
-    """Tensors for the samples whose label fits `max_len`; returns how many were dropped."""
-    keep = [i for i, lab in enumerate(labels) if len(lab) <= max_len]
-    width = max((len(labels[i]) for i in keep), default=0) + 1
-    targets = torch.full((len(keep), width), vocab.pad_id, dtype=torch.long)
-    for row, i in enumerate(keep):
-        ids = vocab.encode(labels[i]) + [vocab.eos_id]
-        targets[row, : len(ids)] = torch.tensor(ids)
-    split = Split(
-        images=torch.from_numpy(images[keep]).to(device),
-        targets=targets.to(device),
-        lengths=torch.tensor([len(labels[i]) + 1 for i in keep], device=device),
-        labels=[labels[i] for i in keep],
-    )
-    return split, len(labels) - len(keep)
-
-
-def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> list:
-    """Shuffled batches of similar label length: less padding, so less decoder work."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches = []
-    pool = batch_size * 32
-    for i in range(0, len(order), pool):
-        chunk = sorted(order[i : i + pool], key=lambda j: lengths[j])
-        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 def teacher_forcing_loss(
     model,
     images,
+    mask,
     targets,
     lengths,
     vocab: Vocabulary,
@@ -103,7 +61,7 @@ def teacher_forcing_loss(
         replace = (noise < cfg.unk_prob) & (inputs != vocab.pad_id)
         replace[:, 0] = False
         inputs = inputs.masked_fill(replace, vocab.unk_id)
-    logits = model(images, inputs)
+    logits = model(images, inputs, mask)
     loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
         targets.reshape(-1),
@@ -190,18 +148,17 @@ def train(
 
     vocab = Vocabulary.load(data_dir / "vocab.json")
     pre = PreprocessConfig.from_dict(json.loads((data_dir / "preprocess.json").read_text()))
-    train_images, _, train_labels = load_packed(data_dir / "train.npz")
-    val_images, _, val_labels = load_packed(data_dir / "test2013.npz")
-    if tcfg.train_limit:
-        train_images, train_labels = (
-            train_images[: tcfg.train_limit],
-            train_labels[: tcfg.train_limit],
-        )
-    if tcfg.val_limit:
-        val_images, val_labels = val_images[: tcfg.val_limit], val_labels[: tcfg.val_limit]
-    train_split, dropped = encode_split(
-        train_images, train_labels, vocab, tcfg.max_label_len, device
-    )
+    train_split = load_split(data_dir / "train.npz")
+    augment = StrokeAugment() if tcfg.augment else None
+    train_set = ExpressionDataset(train_split, pre, augment, seed)
+    limit = tcfg.train_limit or len(train_split)
+    keep = [i for i in range(limit) if len(train_split.labels[i]) <= tcfg.max_label_len]
+    dropped = limit - len(keep)
+    val_split = load_split(data_dir / "test2013.npz")
+    val_count = tcfg.val_limit or len(val_split)
+    val_set = ExpressionDataset(val_split, pre)
+    val_images = [val_set[(0, i)][0] for i in range(val_count)]
+    val_labels = val_split.labels[:val_count]
 
     model = build_model(params, vocab, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -239,10 +196,19 @@ def train(
     tracker = Tracker(out_dir, enabled=is_main, resume=resume and last_path.exists())
     amp = tcfg.amp and bf16_pays(device)
     generator = torch.Generator(device=device).manual_seed(seed + 1000 * rank + state["epoch"])
-    rng = random.Random(seed + state["epoch"])
-    lengths = train_split.lengths.cpu().numpy()
     # Every rank takes the same number of steps, or DDP's all-reduce would wait forever.
-    steps_per_epoch = max(1, math.ceil(len(lengths) / tcfg.batch_size) // world)
+    sampler = SizeBatchSampler(
+        train_set.sizes(), keep, tcfg.batch_pixels, tcfg.batch_size, seed, rank, world
+    )
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=tcfg.workers,
+        collate_fn=lambda items: collate(items, train_split.labels, vocab),
+        persistent_workers=False,
+        prefetch_factor=8 if tcfg.workers else None,
+    )
+    steps_per_epoch = max(1, len(sampler))
     total_steps = steps_per_epoch * tcfg.epochs
     budget_s = tcfg.max_minutes * 60
     if is_main:
@@ -251,7 +217,7 @@ def train(
             "%d validation, device %s x%d%s",
             model.cfg.arch,
             count_parameters(model) / 1e6,
-            len(lengths),
+            len(keep),
             dropped,
             len(val_labels),
             device,
@@ -358,28 +324,25 @@ def train(
 
     while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
         train_mode(model, tcfg.freeze_batchnorm)
-        batches = length_bucketed_batches(lengths, tcfg.batch_size, rng)
-        batches = (batches * world)[rank::world][:steps_per_epoch]
+        sampler.epoch = state["epoch"]
         bar = tqdm(
-            batches,
+            loader,
             desc=f"epoch {state['epoch'] + 1}",
             disable=not is_main,
             unit="batch",
             leave=False,
         )
         for batch in bar:
-            idx = torch.tensor(batch, device=device)
-            images = train_split.images[idx].float().div(255)[:, None]
-            if tcfg.augment:
-                images = augment(images, generator)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for group in optimizer.param_groups:
                 group["lr"] = tcfg.lr * lr_factor(progress(), state["step"], tcfg.warmup_steps)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, accuracy = teacher_forcing_loss(
                     net,
-                    images,
-                    train_split.targets[idx],
-                    train_split.lengths[idx],
+                    batch["images"],
+                    batch["mask"],
+                    batch["targets"],
+                    batch["lengths"],
                     vocab,
                     tcfg,
                     generator,

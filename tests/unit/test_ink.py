@@ -189,7 +189,8 @@ EXTERNAL_ENTITY = """<?xml version="1.0"?>
     [
         (f"<ink {NS}><trace>1 2, 3 4</trace>", "not well-formed"),
         ("not xml at all", "not well-formed"),
-        (b"", "not well-formed"),
+        (b"", "file is empty"),
+        (b"  \n", "file is empty"),
         (BILLION_LAUGHS, "DTD or entities"),
         (EXTERNAL_ENTITY, "DTD or entities"),
         (f'<ink {NS}><annotation type="truth">x</annotation></ink>', "no <trace>"),
