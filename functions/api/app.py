@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import secrets
+import traceback
 from typing import Annotated, Literal
 
 from aws_lambda_powertools import Logger, Metrics
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from functions.common import (
     erasure,
     feedback,
+    limits,
     promotion,
     retraining,
     service,
@@ -38,7 +40,13 @@ from inktex.errors import InputError, RequestTooLargeError
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayHttpResolver(enable_validation=True)
+# JSON bodies are size- and depth-checked before Powertools parses them (functions/common/limits)
+app = APIGatewayHttpResolver(
+    enable_validation=True,
+    json_body_deserializer=limits.request_json_deserializer(
+        lambda: wiring.services().settings.max_body_bytes
+    ),
+)
 wiring.on_model_failure(
     lambda version, reason: metrics.add_metric(
         name="ModelLoadFailed", unit=MetricUnit.Count, value=1
@@ -53,7 +61,9 @@ UPLOAD_TYPES = Literal[
 
 class FeedbackRequest(BaseModel):
     prediction_id: str = Field(pattern=ID_PATTERN, description="the prediction corrected")
-    latex: str = Field(max_length=4000, description="what the input really shows, as LaTeX")
+    latex: str = Field(
+        max_length=limits.MAX_LATEX_CHARS, description="what the input really shows, as LaTeX"
+    )
     consent: bool = Field(description="may InkTeX train its model on this correction?")
 
 
@@ -110,8 +120,11 @@ def _submission() -> submissions.Submission:
     return submissions.from_http(body, event.headers.get("content-type"))
 
 
+_INTERNAL = ("owner", "previous_versions", "input_version")  # bookkeeping, not for clients
+
+
 def _public(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k != "owner"}
+    return {k: v for k, v in record.items() if k not in _INTERNAL}
 
 
 def _recognize(owner: str | None, source: str) -> dict:
@@ -220,6 +233,7 @@ def create_feedback(correction: FeedbackRequest):
         services.store,
         services.feedback,
         services.models.get(),
+        max_revisions=services.settings.max_correction_revisions,
     )
     outcome = "Received" if created else "Duplicate"
     metrics.add_metric(name=f"Feedback{outcome}", unit=MetricUnit.Count, value=1)
@@ -342,6 +356,23 @@ def input_error(exc: InputError) -> Response:
     return _error(exc.status, str(exc))
 
 
+@app.exception_handler(UnicodeDecodeError)
+def not_text(exc: UnicodeDecodeError) -> Response:
+    """A JSON route's body that is not UTF-8 (Powertools decodes it before any route code)."""
+    return _error(400, f"the body is not UTF-8 text ({exc.reason} at byte {exc.start}): send JSON")
+
+
+@app.exception_handler(ValueError)
+def unreadable_envelope(exc: ValueError) -> Response:
+    """Powertools' request validation raises a bare ValueError for a form body it cannot
+    split (multipart/form-data without a boundary): the client's error. Any other
+    ValueError is ours, and stays a 500."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not any(f.filename.endswith("openapi_validation.py") for f in frames):
+        raise exc
+    return _error(400, f"the request body cannot be read as its Content-Type says: {exc}")
+
+
 @app.exception_handler(ModelUnavailable)
 def model_unavailable(exc: ModelUnavailable) -> Response:
     metrics.add_metric(name="ModelUnavailable", unit=MetricUnit.Count, value=1)
@@ -352,6 +383,7 @@ def model_unavailable(exc: ModelUnavailable) -> Response:
 def validation_error(exc: RequestValidationError) -> Response:
     reasons = [
         f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+        + (f" ({err['ctx']['error']})" if "error" in (err.get("ctx") or {}) else "")
         for err in exc.errors()
     ]
     # A path that names no possible resource (an id off its pattern) is not found.

@@ -30,6 +30,10 @@ class Settings:
     training_max_runtime_s: int = 3600
     training_hyperparameters: str = "{}"  # JSON: fine-tuning settings passed to the entry point
     max_training_attempts: int = 3  # a batch whose job fails this often is held, not retried
+    # One vote per prediction (issue 19): votes of one user and one day that count towards a
+    # batch, and changes of one prediction's correction before it is held.
+    feedback_daily_cap: int = 20
+    max_correction_revisions: int = 3
     promotion_metric: str = "exprate"
     promotion_margin: float = 0.0  # the candidate must beat production by more than this
     eval_limit: int = 0  # evaluation images per set; 0 = all
@@ -64,6 +68,8 @@ class Settings:
             training_max_runtime_s=int(env.get("TRAINING_MAX_RUNTIME_S", "3600")),
             training_hyperparameters=env.get("TRAINING_HYPERPARAMETERS", "{}"),
             max_training_attempts=int(env.get("MAX_TRAINING_ATTEMPTS", "3")),
+            feedback_daily_cap=int(env.get("FEEDBACK_DAILY_CAP", "20")),
+            max_correction_revisions=int(env.get("MAX_CORRECTION_REVISIONS", "3")),
             promotion_metric=env.get("PROMOTION_METRIC", "exprate"),
             promotion_margin=float(env.get("PROMOTION_MARGIN", "0")),
             eval_limit=int(env.get("EVAL_LIMIT", "0")),

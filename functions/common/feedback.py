@@ -13,27 +13,37 @@ An accepted correction is combined with its prediction and assessed:
   finds the corrected tokens implausible (a geometric-mean token probability under 1%,
   teacher-forced through the ONNX step graph, `inktex.likelihood`). Either alone is normal:
   a wrong prediction can be far from the truth, and an unusual expression can be unlikely.
-Where it is stored (one object per correction, keyed by a hash of owner, prediction and
-corrected tokens, so the same correction sent twice is one object):
+One vote per prediction (`functions.common.feedback_store`): the object's id is a hash of
+owner and prediction, not of the correction, so a later correction of the same prediction
+replaces the stored one instead of adding a vote; the same correction sent again is a
+duplicate (200). Where a vote is stored:
 - `feedback/pending/<id>.json`: consented, not suspicious; counts towards retraining;
-- `feedback/held/<id>.json`: suspicious, or no consent to train; kept (for review and the
-  online-accuracy numbers) and never trained on.
-Once a batch claims a pending correction, `feedback/used/<id>.json` marks it, so a repeat
-of it after the claim is still recognised as a duplicate (see `retraining`).
+- `feedback/held/<id>.json`: kept (for review and the online-accuracy numbers) and never
+  trained on: suspicious, no consent to train, changed more than `max_revisions` times (a
+  user flipping one prediction's correction: held, and refused further changes), or a
+  prediction whose earlier correction a batch has already claimed.
+Once a batch claims a pending vote, `feedback/used/<id>.json` marks it (see `retraining`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from botocore.exceptions import ClientError
-
 from functions.common import telemetry
-from functions.common.s3json import put_json
+from functions.common.feedback_store import (
+    HELD,
+    OWNER_TAG_LEN,
+    PENDING,
+    USED,
+    FeedbackStore,
+    StoredVote,
+    VoteChanged,
+    owner_tag,
+    vote_id,
+)
 from functions.common.store import PredictionStore, check_owner, iso
 from inktex import inputs
 from inktex.errors import InkTeXError, InputError
@@ -41,13 +51,12 @@ from inktex.latex import normalize_latex
 from inktex.likelihood import correction_likelihood
 from inktex.metrics import edit_distance
 
-PENDING = "feedback/pending/"
-HELD = "feedback/held/"
-USED = "feedback/used/"
-
 MAX_CORRECTION_TOKENS = 150  # training skips longer labels (training.presets max_label_len)
 SUSPICIOUS_EDIT_RATIO = 0.5
 SUSPICIOUS_MEAN_LOGPROB = math.log(0.01)
+MAX_REVISIONS = 3  # changes of one prediction's correction before it is held (Settings)
+
+__all__ = ["HELD", "OWNER_TAG_LEN", "PENDING", "USED", "FeedbackStore", "owner_tag"]
 
 
 class FeedbackRejected(InputError):
@@ -114,23 +123,6 @@ def assess(predicted: list[str], corrected: list[str], mean_logprob: float | Non
     return Assessment(kind, distance, round(ratio, 4), mean_logprob, suspicious, reason)
 
 
-OWNER_TAG_LEN = 12
-
-
-def owner_tag(owner: str) -> str:
-    """The first hex digits of every feedback id of `owner`: one listing of
-    `feedback/pending/<tag>` finds a user's corrections (`DELETE /me`) without reading
-    anyone else's, and the key does not show the owner's id."""
-    return hashlib.sha256(f"owner:{owner}".encode()).hexdigest()[:OWNER_TAG_LEN]
-
-
-def feedback_id(owner: str, prediction_id: str, tokens: list[str]) -> str:
-    """32 hex digits: the owner's tag, then a hash of (owner, prediction, corrected tokens)."""
-    identity = json.dumps([owner, prediction_id, tokens])
-    digest = hashlib.sha256(identity.encode()).hexdigest()
-    return owner_tag(owner) + digest[: 32 - OWNER_TAG_LEN]
-
-
 def model_input(store: PredictionStore, record: dict, preprocess):
     """The prediction's stored input as the model reads it (None when it cannot be read)."""
     try:
@@ -145,40 +137,6 @@ def model_input(store: PredictionStore, record: dict, preprocess):
         return None
 
 
-class FeedbackStore:
-    """Feedback objects in the data bucket."""
-
-    def __init__(self, s3, bucket: str):
-        self.s3, self.bucket = s3, bucket
-
-    def find(self, fid: str) -> dict | None:
-        """The stored correction `fid`, wherever it is (pending, held, or claimed)."""
-        for prefix in (PENDING, HELD, USED):
-            try:
-                body = self.s3.get_object(Bucket=self.bucket, Key=f"{prefix}{fid}.json")["Body"]
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
-                    continue
-                raise
-            found = json.loads(body.read())
-            return found.get("item", found)  # a used/ marker holds the item it marks
-        return None
-
-    def put_new(self, item: dict) -> bool:
-        """Write under pending/ or held/ unless it exists; False for a duplicate."""
-        prefix = HELD if item["held"] else PENDING
-        return put_json(self.s3, self.bucket, f"{prefix}{item['id']}.json", item, only_if_new=True)
-
-    def count_pending(self) -> int:
-        count = 0
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=PENDING
-        )
-        for page in pages:
-            count += sum(1 for o in page.get("Contents", []) if o["Key"].endswith(".json"))
-        return count
-
-
 def predicted_tokens(record: dict) -> list[str]:
     """The model's output as tokens. A model can emit LaTeX that does not parse (an unclosed
     brace): that is just what a correction is for, so it is taken as emitted, not refused."""
@@ -191,6 +149,12 @@ def predicted_tokens(record: dict) -> list[str]:
         return latex.split()
 
 
+class TooManyRevisions(InputError):
+    """A prediction whose correction was changed more than the limit takes no more changes."""
+
+    status = 409
+
+
 def submit_feedback(
     owner: str,
     prediction_id: str,
@@ -200,24 +164,34 @@ def submit_feedback(
     feedback: FeedbackStore,
     recognizer,
     now: datetime | None = None,
+    max_revisions: int = MAX_REVISIONS,
 ) -> tuple[bool, dict]:
     """Check, assess and store one correction: (created, the stored item).
 
-    `created` is False for a duplicate (the same correction of the same prediction by the
-    same user, before or after a batch claimed it): the first one's item is returned.
+    `created` is False for a duplicate (the correction this prediction's vote already holds,
+    with the same consent, before or after a batch claimed it): the stored item is returned.
+    A different correction of the same prediction replaces its vote (`created` True).
     """
     telemetry.feedback_received()
     try:
         created, item = _submit(
-            owner, prediction_id, latex, consent, predictions, feedback, recognizer, now
+            owner,
+            prediction_id,
+            latex,
+            consent,
+            predictions,
+            feedback,
+            recognizer,
+            now,
+            max_revisions,
         )
     except InputError as exc:
         telemetry.feedback_rejected(type(exc).__name__)
         raise
-    if created:
-        telemetry.feedback_accepted(item)
-    else:
+    if not created:
         telemetry.feedback_duplicate()
+    elif item["revisions"] == 0:  # online accuracy counts each prediction's first vote once
+        telemetry.feedback_accepted(item)
     return created, item
 
 
@@ -230,16 +204,18 @@ def _submit(
     feedback: FeedbackStore,
     recognizer,
     now: datetime | None,
+    max_revisions: int,
 ) -> tuple[bool, dict]:
     now = now or datetime.now(UTC)
     owner = check_owner(owner)
     record = predictions.get_record(owner, prediction_id)  # 404 for unknown or someone else's
     max_tokens = min(MAX_CORRECTION_TOKENS, int(getattr(recognizer, "max_len", 200)))
     tokens = check_correction(latex, recognizer.vocab, max_tokens)
-    fid = feedback_id(owner, prediction_id, tokens)
-    existing = feedback.find(fid)
-    if existing is not None:
-        return False, existing
+    vid = vote_id(owner, prediction_id)
+    existing = feedback.find(vid)
+    if existing is not None and _same_vote(existing.item, tokens, consent):
+        return False, existing.item
+    revisions = _revisions(existing, tokens, max_revisions)
     if record.get("status") != "ok":
         raise PredictionGone(
             f"prediction {prediction_id} failed ({record.get('error', 'unreadable input')}), "
@@ -251,8 +227,9 @@ def _submit(
         raise PredictionGone(f"the input of prediction {prediction_id} is gone or unreadable")
     likelihood = correction_likelihood(recognizer, image, tokens)
     assessment = assess(predicted, tokens, likelihood.mean_logprob)
+    held_reason = _held_reason(assessment, consent, revisions, max_revisions, existing)
     item = {
-        "id": fid,
+        "id": vid,
         "prediction_id": prediction_id,
         "owner": owner,
         "input_key": record["input_key"],
@@ -264,22 +241,75 @@ def _submit(
         "consent": bool(consent),
         "created_at": iso(now),
         "assessment": assessment.to_dict(),
-        "held": assessment.suspicious or not consent,
+        "held": bool(held_reason),
+        "held_reason": held_reason,
+        "revisions": revisions,
         "attempts": 0,
         "returned_from": [],
+        "previous_versions": [],
     }
-    if not feedback.put_new(item):
-        return False, feedback.find(fid) or item
+    if existing is None:
+        if not feedback.put_new(item):  # a concurrent first vote won: this one is its repeat
+            raced = feedback.find(vid)
+            return False, raced.item if raced else item
+    else:
+        try:
+            feedback.replace(existing, item)
+        except VoteChanged as exc:
+            raise PredictionGone(
+                f"the correction of prediction {prediction_id} changed while this one was "
+                "checked: look at it again, then send yours"
+            ) from exc
     predictions.note_feedback(owner, prediction_id, feedback_note(item))
     return True, item
+
+
+def _same_vote(item: dict, tokens: list[str], consent: bool) -> bool:
+    return item.get("corrected_latex") == " ".join(tokens) and item.get("consent") == bool(consent)
+
+
+def _revisions(existing: StoredVote | None, tokens: list[str], max_revisions: int) -> int:
+    """How many times this prediction's correction has changed, counting this request; a
+    prediction already past the limit takes no more changes (TooManyRevisions)."""
+    if existing is None:
+        return 0
+    done = int(existing.item.get("revisions", 0))
+    if existing.item.get("corrected_latex") == " ".join(tokens):
+        return done  # only the consent changed
+    if done > max_revisions:
+        raise TooManyRevisions(
+            f"the correction of this prediction has changed {done} times and is held for "
+            "review: it takes no more changes (delete the prediction to withdraw it)"
+        )
+    return done + 1
+
+
+def _held_reason(
+    assessment: Assessment,
+    consent: bool,
+    revisions: int,
+    max_revisions: int,
+    existing: StoredVote | None,
+) -> str:
+    """Why a vote is kept out of training ("" when it counts towards retraining)."""
+    if existing is not None and existing.prefix == USED:
+        batch = existing.item.get("batch", "?")
+        return f"an earlier correction of this prediction is in training batch {batch}"
+    if revisions > max_revisions:
+        return f"the correction changed {revisions} times (the limit is {max_revisions})"
+    if not consent:
+        return "sent without consent to train"
+    if assessment.suspicious:
+        return f"suspicious: {assessment.reason}"
+    return ""
 
 
 def feedback_note(item: dict) -> dict:
     """What a prediction record keeps of its feedback (`feedback`; the history shows it).
 
     `status`: "confirmed" (the prediction was right), "corrected" (a correction that counts
-    towards retraining) or "held" (a correction kept but never trained on: suspicious, or
-    sent without consent).
+    towards retraining) or "held" (a correction kept but never trained on: suspicious, sent
+    without consent, changed too often, or of a prediction already used in training).
     """
     kind = item["assessment"]["kind"]
     held = "held" if item["held"] else "corrected"

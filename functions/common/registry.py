@@ -13,52 +13,23 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from functions.common.aliases import ALIASES, AliasMove, alias_parameter, version_of
 from inktex.errors import InkTeXError
 from inktex.package import MANIFEST, ModelPackage
 
-ALIASES = ("production", "candidate")
+__all__ = ["ALIASES", "AliasMove", "ModelRegistry", "RegistryError", "version_of"]
+
 MODELS_PREFIX = "models/"
 
 
 class RegistryError(InkTeXError):
     """A registry operation that cannot be done as asked (unknown version, nothing to roll back)."""
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    alias: str
-    version: str  # "" before any model was promoted
-    previous: str = ""
-    moved_at: str = ""
-    reason: str = ""
-    by: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_value(cls, alias: str, value: str | dict) -> AliasMove:
-        """Parse a parameter value; a bare version string (hand-set) is accepted too."""
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return cls(alias=alias, version=value.strip())
-        if not isinstance(value, dict):
-            return cls(alias=alias, version="")
-        fields = {k: str(value.get(k) or "") for k in ("version", "previous", "moved_at", "reason")}
-        return cls(alias=alias, by=str(value.get("by") or ""), **fields)
-
-
-def version_of(value: str | dict | None) -> str:
-    """The version an alias parameter's value names ("" when none)."""
-    return "" if value is None else AliasMove.from_value("", value).version
 
 
 def now_iso() -> str:
@@ -74,7 +45,7 @@ class ModelRegistry:
     def parameter_name(self, alias: str) -> str:
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}: use one of {', '.join(ALIASES)}")
-        return f"{self.alias_prefix}/{alias}"
+        return alias_parameter(self.alias_prefix, alias)
 
     # --- packages -------------------------------------------------------------------------
 

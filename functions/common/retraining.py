@@ -7,13 +7,23 @@ without any lock service, using S3 conditional writes only:
   does. It is written with `IfNoneMatch='*'`, so of any number of claimers exactly one
   creates batch n; the others learn that they lost and start nothing.
 - Before listing pending corrections, a claimer *finishes* the latest batch n-1 (idempotent:
-  copy its items and inputs into the batch folder, write `feedback/used/<id>.json`, remove
-  the pending object). So whoever writes batch n has seen every item of n-1 leave pending/,
-  and by induction no correction is in two batches. A crash between claim and finish is
-  repaired by the next claimer.
+  copy its items and inputs into the batch folder, write `feedback/used/<id>.json`, delete
+  the claimed versions of the pending object, then mark the batch `finished.json`). So
+  whoever writes batch n has seen every item of n-1 leave pending/, and by induction no
+  correction is in two batches. A crash between claim and finish is repaired by the next
+  claimer; once the marker is there, the next claimers skip the work.
 - A correction whose `used/` marker names a batch it was not returned from is a duplicate
   sent again after its claim: it is dropped, never trained on twice.
 - Only the winner of a claim starts the job, whose name derives from the batch.
+
+What one S3 notification costs is fixed, whatever the bucket holds: the latest batch is found
+from a pointer (`feedback/batches/latest.json`, then a probe of the next manifest), and the
+pending votes are one listing of the current objects under `feedback/pending/` (never of the
+bucket's versions; a vote is one object per prediction, so it is bounded by the threshold).
+Only a claim reads each vote, and that is the batch's size. The count applies the per-user
+cap: at most `daily_cap` votes of one user (the owner tag that starts each vote id) and one
+day (the vote's last write) count towards the threshold and go into one batch; the rest
+wait for the next (`countable`).
 
 On a failed job `release_batch` puts each correction back under pending/ (attempts + 1,
 the batch named in `returned_from`), or after `max_attempts` under held/: nothing is lost.
@@ -32,13 +42,15 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from functions.common import telemetry
-from functions.common.feedback import HELD, PENDING, USED
-from functions.common.s3json import put_json
+from functions.common.feedback_store import HELD, OWNER_TAG_LEN, PENDING, USED
+from functions.common.s3json import delete_versions, put_json
 from functions.common.store import iso
 
 log = logging.getLogger(__name__)
 
 BATCHES = "feedback/batches/"
+LATEST = f"{BATCHES}latest.json"  # a hint: the highest batch number a claimer has written
+DAILY_CAP = 20  # votes of one user and one day that count towards a batch (Settings)
 HELDOUT_SHARE = 0.2  # of a batch, kept out of fine-tuning to check the candidate on
 MIN_HELDOUT_BATCH = 5  # smaller batches hold nothing out (the check is then skipped)
 
@@ -53,6 +65,24 @@ def manifest_key(batch: int) -> str:
 
 def status_key(batch: int) -> str:
     return f"{batch_prefix(batch)}status.json"
+
+
+def finished_key(batch: int) -> str:
+    return f"{batch_prefix(batch)}finished.json"
+
+
+def countable(entries: list[dict], daily_cap: int) -> list[dict]:
+    """The pending votes that count, at most `daily_cap` per (owner tag, day), oldest first;
+    `entries` are `{"id", "owner_tag", "day", "modified"}` as `FeedbackBatches.pending`
+    lists them."""
+    taken: dict[tuple[str, str], int] = {}
+    chosen = []
+    for entry in sorted(entries, key=lambda e: (e["modified"], e["id"])):
+        group = (entry["owner_tag"], entry["day"])
+        if taken.get(group, 0) < daily_cap:
+            taken[group] = taken.get(group, 0) + 1
+            chosen.append(entry)
+    return sorted(chosen, key=lambda e: e["id"])
 
 
 def job_name(prefix: str, batch: int, manifest_digest: str) -> str:
@@ -80,6 +110,7 @@ def heldout_ids(ids: list[str]) -> set[str]:
 class FeedbackBatches:
     s3: object
     bucket: str
+    counted: int = 0  # pending votes the latest claim counted (after the per-user cap)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -97,30 +128,53 @@ class FeedbackBatches:
         return put_json(self.s3, self.bucket, key, value, only_if_new)
 
     def pending(self) -> list[dict]:
-        """[{"key", "version_id", "id"}] of the current pending objects (latest versions)."""
+        """The current pending votes, one listing of current objects (never versions):
+        [{"key", "id", "owner_tag", "day", "modified"}], by key."""
         found = []
-        pages = self.s3.get_paginator("list_object_versions").paginate(
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=PENDING
         )
         for page in pages:
-            for v in page.get("Versions", []):
-                if v["IsLatest"] and v["Key"].endswith(".json"):
-                    fid = v["Key"][len(PENDING) : -len(".json")]
-                    found.append({"key": v["Key"], "version_id": v["VersionId"], "id": fid})
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith(".json"):
+                    continue
+                fid = obj["Key"][len(PENDING) : -len(".json")]
+                modified = obj["LastModified"].astimezone(UTC)
+                found.append(
+                    {
+                        "key": obj["Key"],
+                        "id": fid,
+                        "owner_tag": fid[:OWNER_TAG_LEN],
+                        "day": modified.date().isoformat(),
+                        "modified": modified.isoformat(),
+                    }
+                )
         return sorted(found, key=lambda i: i["key"])
 
     def latest_batch(self) -> int:
-        """The highest batch number (0 before the first)."""
-        latest = 0
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=BATCHES, Delimiter="/"
-        )
-        for page in pages:
-            for p in page.get("CommonPrefixes", []):
-                name = p["Prefix"][len(BATCHES) :].rstrip("/")
-                if name.isdigit():
-                    latest = max(latest, int(name))
+        """The highest batch number (0 before the first): the pointer, then a probe of the
+        manifests after it (a claimer may not have moved the pointer yet)."""
+        latest = int((self._get_json(LATEST) or {}).get("batch", 0))
+        while self._exists(manifest_key(latest + 1)):
+            latest += 1
         return latest
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _version_of(self, key: str) -> str | None:
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId") or "null"
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def manifest(self, batch: int) -> dict | None:
         return self._get_json(manifest_key(batch))
@@ -139,7 +193,7 @@ class FeedbackBatches:
     def finish(self, manifest: dict) -> None:
         """Move a claimed batch's items out of pending/ (idempotent; skipped once released)."""
         batch = manifest["batch"]
-        if self.status(batch).get("state") == "released":
+        if self._exists(finished_key(batch)) or self.status(batch).get("state") == "released":
             return
         prefix = batch_prefix(batch)
         for entry in manifest["items"]:
@@ -153,7 +207,8 @@ class FeedbackBatches:
             self._put_json(f"{prefix}items/{entry['id']}.json", item)
             self._copy_input(item, prefix)
             self._put_json(f"{USED}{entry['id']}.json", {"batch": batch, "item": item})
-            self._delete_if_version(entry["key"], entry["version_id"])
+            self._delete_claimed(entry, item)
+        self._put_json(finished_key(batch), {"batch": batch, "at": iso(datetime.now(UTC))})
 
     def _copy_input(self, item: dict, prefix: str) -> None:
         ext = "." + item["input_key"].rsplit(".", 1)[-1] if "." in item["input_key"] else ""
@@ -168,16 +223,12 @@ class FeedbackBatches:
                 raise
             log.warning("input %s of feedback %s is gone", item["input_key"], item["id"])
 
-    def _delete_if_version(self, key: str, version_id: str) -> None:
-        """Remove a pending object unless it has been written again since (a returned item)."""
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return
-            raise
-        if head.get("VersionId", "null") == version_id:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
+    def _delete_claimed(self, entry: dict, item: dict) -> None:
+        """Delete the claimed version of a pending vote and the earlier ones it names (by
+        id: no delete marker, nothing left to resurface). A correction written since is a
+        newer version: it stays, and the next claim drops it as a repeat (`_is_duplicate`)."""
+        names = [entry["version_id"], *item.get("previous_versions", [])]
+        delete_versions(self.s3, self.bucket, [(entry["key"], v) for v in names])
 
     def _is_duplicate(self, entry: dict) -> bool:
         """A correction sent again after a batch claimed it (see the module docstring)."""
@@ -187,23 +238,36 @@ class FeedbackBatches:
         item = self._get_json(entry["key"], entry["version_id"]) or {}
         return marker["batch"] not in item.get("returned_from", [])
 
-    def claim(self, threshold: int, now: datetime | None = None) -> dict | None:
-        """Claim every pending correction as the next batch if there are `threshold` of them.
+    def claim(
+        self, threshold: int, now: datetime | None = None, daily_cap: int = DAILY_CAP
+    ) -> dict | None:
+        """Claim the countable pending votes as the next batch if there are `threshold`.
 
         Returns the manifest this call wrote, or None (too few, or another claimer won).
+        Below the threshold it reads no vote: a listing decides.
         """
         latest = self.latest_batch()
         if latest:
             previous = self.manifest(latest)
             if previous is not None:
                 self.finish(previous)
+        counted = countable(self.pending(), daily_cap)
+        self.counted = len(counted)  # what the threshold was compared with (the trigger's report)
+        if len(counted) < threshold:
+            return None
         entries = []
-        for entry in self.pending():
+        for listed in counted:
+            version = self._version_of(listed["key"])
+            if version is None:  # erased since the listing
+                continue
+            entry = {"key": listed["key"], "version_id": version, "id": listed["id"]}
             if self._is_duplicate(entry):
                 log.info("dropping %s: a batch claimed it already", entry["key"])
-                self._delete_if_version(entry["key"], entry["version_id"])
+                item = self._get_json(entry["key"], version) or {}
+                self._delete_claimed(entry, item)
                 continue
             entries.append(entry)
+        self.counted = len(entries)
         if len(entries) < threshold:
             return None
         held = heldout_ids([e["id"] for e in entries])
@@ -222,6 +286,7 @@ class FeedbackBatches:
         }
         if not self._put_json(manifest_key(batch), manifest, only_if_new=True):
             return None
+        self._put_json(LATEST, {"batch": batch})
         self.set_status(batch, "claimed", size=len(entries))
         self.finish(manifest)
         return manifest
@@ -242,6 +307,7 @@ class FeedbackBatches:
             if item is None:
                 continue
             item = {k: v for k, v in item.items() if k not in ("split", "batch")}
+            item["previous_versions"] = []  # a new object: the claimed versions are gone
             item["attempts"] = int(item.get("attempts", 0)) + 1
             item["returned_from"] = sorted({*item.get("returned_from", []), batch})
             if item["attempts"] >= max_attempts:
@@ -330,9 +396,10 @@ def on_feedback_created(settings, s3, ssm, sagemaker, base_version: str) -> dict
     """The trigger: count, claim at the threshold, start the one job of the claim."""
     batches = FeedbackBatches(s3, settings.data_bucket)
     threshold = read_threshold(ssm, settings.threshold_parameter)
-    manifest = batches.claim(threshold)
+    cap = settings.feedback_daily_cap
+    manifest = batches.claim(threshold, daily_cap=cap)
     if manifest is None:
-        pending = len(batches.pending())
+        pending = batches.counted
         telemetry.retraining_queue(pending, threshold)
         return {"claimed": False, "pending": pending, "threshold": threshold}
     telemetry.retraining_queue(0, threshold)  # the claim took every pending correction
@@ -370,8 +437,11 @@ def retraining_state(settings, s3, ssm, decisions: list[dict]) -> dict:
     latest = batches.latest_batch()
     status = batches.status(latest) if latest else None
     running = status if status and status.get("state") in ("claimed", "training") else None
+    waiting = batches.pending()
+    pending = len(countable(waiting, settings.feedback_daily_cap))
     return {
-        "pending": len(batches.pending()),
+        "pending": pending,  # votes: what the threshold counts (one per prediction, capped)
+        "waiting": len(waiting) - pending,  # over a user's daily cap: counted in a later batch
         "threshold": read_threshold(ssm, settings.threshold_parameter),
         "running_job": running,
         "latest_batch": status,

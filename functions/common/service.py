@@ -34,7 +34,7 @@ def create_prediction(
     now = now or datetime.now(UTC)
     result = submissions.recognize(recognizer, submission)  # bad input raises before storing
     pid = new_prediction_id(now)
-    key = store.put_input(
+    key, version = store.put_input(
         input_key(owner, pid, submission.ext), submission.data, submission.content_type
     )
     record = {
@@ -44,6 +44,7 @@ def create_prediction(
         "status": "ok",
         "created_at": iso(now),
         "input_key": key,
+        "input_version": version,  # so a deletion names it (store.PredictionStore.delete)
         "input_kind": submission.kind,
         "input_content_type": submission.content_type,
         **result.to_dict(),

@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
-from functions.common.s3json import put_json
+from functions.common.s3json import delete_versions, put_json
 from inktex.errors import InputError
 
 ANONYMOUS = "_anonymous"
+_MAX_ERASE_ROUNDS = 20  # a record changes rarely: one round, two if a note races
 _MAX_MS = 10**13 - 1  # reversed timestamps stay 13 digits until the year 2286
 ID_PATTERN = r"^[0-9]{13}-[0-9a-f]{24}$"
 _ID = re.compile(ID_PATTERN)
@@ -71,9 +72,12 @@ class PredictionStore:
     def __init__(self, s3, bucket: str):
         self.s3, self.bucket = s3, bucket
 
-    def put_input(self, key: str, data: bytes, content_type: str) -> str:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        return key
+    def put_input(self, key: str, data: bytes, content_type: str) -> tuple[str, str]:
+        """Store an input once; (its key, its S3 version id), which the record keeps."""
+        answer = self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+        )
+        return key, answer.get("VersionId") or ""
 
     def put_record(self, record: dict, only_if_new: bool = False) -> bool:
         """Write a record; with `only_if_new`, False when one exists already (a duplicate)."""
@@ -128,16 +132,20 @@ class PredictionStore:
 
         A read-modify-write guarded by the record's ETag (`If-Match`): a record deleted
         meanwhile is not brought back, and a concurrent change is not overwritten. False
-        when the record is gone or changed: the feedback itself is stored either way.
+        when the record is gone or changed: the feedback itself is stored either way. The
+        new version names the one it replaces (`previous_versions`), so a deletion can
+        remove every version by id.
         """
         key = record_key(owner, pid)
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
             record = json.loads(obj["Body"].read())
+            earlier = [*record.get("previous_versions", []), obj.get("VersionId") or ""]
+            record.update(feedback=note, previous_versions=[v for v in earlier if v])
             self.s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=json.dumps({**record, "feedback": note}).encode(),
+                Body=json.dumps(record).encode(),
                 ContentType="application/json",
                 IfMatch=obj["ETag"],
             )
@@ -158,22 +166,54 @@ class PredictionStore:
         return obj["Body"].read(), obj.get("ContentType", "application/octet-stream")
 
     def delete(self, owner: str | None, pid: str) -> None:
-        """Erase a record and its input, every version (the buckets are versioned)."""
-        record = self.get_record(owner, pid)
-        keys = [record_key(owner, pid)]
-        if record.get("input_key", "").startswith((f"inputs/{owner}/", f"uploads/{owner}/")):
-            keys.append(record["input_key"])
-        for key in keys:
-            self._erase(key)
+        """Erase a record and its input, every version (the buckets are versioned), by the
+        version ids the record holds: a fixed number of calls, whatever the bucket holds.
 
-    def _erase(self, key: str) -> None:
-        pages = self.s3.get_paginator("list_object_versions").paginate(
-            Bucket=self.bucket, Prefix=key
-        )
-        for page in pages:
-            for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                if entry["Key"] == key:
-                    self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=entry["VersionId"])
+        Deleting a record's newest version would bring back the one before, so each record
+        names its earlier versions (`previous_versions`). A record that changed meanwhile (a
+        feedback note), or one written before records named their versions, is still there
+        after a round: the next round deletes what it names, until the key is gone.
+        """
+        owner = check_owner(owner)
+        if not is_prediction_id(pid):
+            raise NotFound(f"no prediction {pid!r}: ids look like 8234567890123-<24 hex digits>")
+        key = record_key(owner, pid)
+        for round_ in range(_MAX_ERASE_ROUNDS):
+            versions = self.record_versions(owner, key)
+            if versions is None:
+                if round_ == 0:
+                    raise NotFound(f"no prediction {pid} in your history")
+                return
+            delete_versions(self.s3, self.bucket, versions)
+        raise RuntimeError(f"prediction {pid} kept changing while it was erased: try again")
+
+    def record_versions(self, owner: str, key: str) -> list[tuple[str, str]] | None:
+        """The (key, version id) pairs a record names: its current and earlier versions, and
+        its input's version (None when there is no such record)."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        record = json.loads(obj["Body"].read())
+        names = [obj.get("VersionId"), *record.get("previous_versions", [])]
+        versions = [(key, v) for v in names if v]
+        source = record.get("input_key", "")
+        if source.startswith((f"inputs/{owner}/", f"uploads/{owner}/")):
+            version = record.get("input_version") or record.get("source_version")
+            version = version or self.current_version(source)  # records that predate it
+            versions += [(source, version)] if version else []
+        return versions
+
+    def current_version(self, key: str) -> str:
+        """The version id of a key's current object ("" when there is none)."""
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId") or ""
+        except ClientError as exc:
+            if _missing(exc):
+                return ""
+            raise
 
 
 def _missing(exc: ClientError) -> bool:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
 import email.parser
 import email.policy
+import email.utils
 import io
 import json
 from dataclasses import dataclass
 
 from PIL import Image
 
+from functions.common.limits import MAX_MULTIPART_PARTS, parse_json
 from inktex.errors import InputError
 from inktex.ink import parse_strokes_json, read_inkml
 from inktex.render import render_strokes
@@ -28,7 +31,6 @@ _IMAGE_TYPES = {  # magic bytes -> (content type, extension)
     b"\x89PNG": ("image/png", ".png"),
     b"\xff\xd8\xff": ("image/jpeg", ".jpg"),
     b"BM": ("image/bmp", ".bmp"),
-    b"GIF8": ("image/gif", ".gif"),
 }
 USAGE = (
     "send image bytes, multipart/form-data with a `file` part, or JSON with one of "
@@ -70,7 +72,8 @@ def inkml(text: str | bytes) -> Submission:
 
 
 def from_http(body: bytes, content_type: str | None) -> Submission:
-    """A request body (already base64-decoded) and its Content-Type -> a Submission."""
+    """A request body (already base64-decoded, within the body limit) and its Content-Type
+    -> a Submission; anything malformed is an InputError (a 4xx), never another exception."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
         return _from_json(body)
@@ -93,9 +96,9 @@ def from_object(data: bytes, key: str) -> Submission:
 
 def _from_json(body: bytes) -> Submission:
     try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise InputError(f"the body is not valid JSON ({exc}): {USAGE}") from exc
+        payload = parse_json(body, max_bytes=len(body))  # the caller bounded its size
+    except InputError as exc:
+        raise type(exc)(f"{exc}: {USAGE}") from exc
     if isinstance(payload, list):
         return strokes(payload)
     if not isinstance(payload, dict):
@@ -115,30 +118,49 @@ def _from_json(body: bytes) -> Submission:
         raise InputError('"image" must be base64-encoded image bytes') from exc
 
 
+_INPUT_PARTS = ("file", "strokes", "inkml")
+
+
 def _from_multipart(body: bytes, content_type: str) -> Submission:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise InputError("multipart/form-data without a boundary: send a `file` part")
-    parts = {
-        part.get_param("name", header="content-disposition"): part for part in message.iter_parts()
-    }
-    if "strokes" in parts:
-        return _from_json(json.dumps({"strokes": json.loads(_text(parts["strokes"]))}).encode())
-    if "inkml" in parts:
-        return inkml(_text(parts["inkml"]))
-    part = parts.get("file")
-    if part is None:
-        raise InputError(f"multipart/form-data needs a `file`, `strokes` or `inkml` part: {USAGE}")
-    data = part.get_payload(decode=True) or b""
-    filename = (part.get_filename() or "").lower()
-    if filename.endswith(".inkml") or part.get_content_type() == INKML_TYPE:
+    """A multipart/form-data body with exactly one input part (`file`, `strokes`, `inkml`);
+    other parts are ignored, but at most MAX_MULTIPART_PARTS of them."""
+    try:
+        parts = _multipart_parts(body, content_type)
+        inputs = [(name, part) for name, part in parts if name in _INPUT_PARTS]
+        if len(inputs) != 1:
+            found = sorted({name for name, _ in inputs})
+            raise InputError(
+                f"multipart/form-data needs exactly one `file`, `strokes` or `inkml` part, "
+                f"got {found or 'none'}: {USAGE}"
+            )
+        ((name, part),) = inputs
+        data = part.get_payload(decode=True) or b""
+        filename = (part.get_filename() or "").lower()
+        is_inkml = filename.endswith(".inkml") or part.get_content_type() == INKML_TYPE
+    except InputError:
+        raise
+    except (email.errors.MessageError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise InputError(f"the multipart/form-data body cannot be read ({exc}): {USAGE}") from exc
+    if name == "strokes":
+        payload = parse_json(data, max_bytes=len(data), what="the `strokes` part")
+        return strokes(payload)
+    if name == "inkml" or is_inkml:
         return inkml(data)
     return image(data)
 
 
-def _text(part) -> str:
-    return (part.get_payload(decode=True) or b"").decode("utf-8", errors="replace")
+def _multipart_parts(body: bytes, content_type: str) -> list[tuple[str, object]]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise InputError("multipart/form-data without a boundary: send a `file` part")
+    parts = []
+    for part in message.iter_parts():
+        if len(parts) == MAX_MULTIPART_PARTS:
+            raise InputError(f"the form has more than {MAX_MULTIPART_PARTS} parts")
+        name = part.get_param("name", header="content-disposition")
+        parts.append((email.utils.collapse_rfc2231_value(name) if name else "", part))
+    return parts
 
 
 def input_png(submission: Submission) -> bytes:

@@ -1,41 +1,57 @@
 """The functions' collaborators, built once per container from the environment.
 
 Handlers call `services()`; tests call `services.cache_clear()` inside their moto mock so
-the next call builds clients against it.
+the next call builds clients against it. What only some functions need is built, and its
+module imported, on first use: the model cache (onnxruntime, numpy) where a model runs, the
+registry where packages are read, the SageMaker client where jobs start. So the feedback
+trigger and the metrics function import neither onnxruntime nor numpy, and ship without.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import boto3
-from aws_lambda_powertools.utilities.parameters import SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.config import Config
 
 from functions.common import telemetry
+from functions.common.aliases import AliasReader
 from functions.common.config import Settings
-from functions.common.feedback import FeedbackStore
-from functions.common.models import ModelCache
-from functions.common.registry import ModelRegistry, version_of
+from functions.common.feedback_store import FeedbackStore
 from functions.common.store import PredictionStore
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class Services:
     settings: Settings
     s3: object
+    ssm: object
     store: PredictionStore
-    registry: ModelRegistry
-    models: ModelCache
-    production_version: Callable[[], str]
-    ssm: object = None
-    feedback: FeedbackStore | None = None
+    feedback: FeedbackStore
+    production_version: Callable[[], str]  # the one alias reader (aliases.AliasReader)
+    on_model_failure: Callable[[str, str], None] | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def registry(self):
+        """The model registry (packages and aliases); imports the package reader."""
+        from functions.common.registry import ModelRegistry
+
+        s = self.settings
+        return ModelRegistry(self.s3, self.ssm, s.model_bucket, s.alias_prefix)
+
+    @functools.cached_property
+    def models(self):
+        """The production model, fetched and loaded on first use (functions that run one)."""
+        from functions.common.models import ModelCache
+
+        directory = self.settings.model_cache_dir
+        return ModelCache(
+            resolve=self.production_version,
+            fetch=lambda version: self.registry.download(version, directory / version),
+            on_failure=self.on_model_failure,
+        )
 
     @functools.cached_property
     def sagemaker(self):
@@ -45,31 +61,14 @@ class Services:
 
 def build(settings: Settings, s3, ssm, on_model_failure=None) -> Services:
     telemetry.configure(s3, settings.data_bucket)  # each invocation's metrics delta goes there
-    registry = ModelRegistry(s3, ssm, settings.model_bucket, settings.alias_prefix)
-    provider = SSMProvider(boto3_client=ssm)
-    name = registry.parameter_name("production")
-
-    def production_version() -> str:
-        try:
-            return version_of(provider.get(name, max_age=settings.alias_max_age_s))
-        except GetParameterError as exc:
-            log.error("cannot read the production alias %s: %s", name, exc)
-            return ""
-
-    models = ModelCache(
-        resolve=production_version,
-        fetch=lambda version: registry.download(version, settings.model_cache_dir / version),
-        on_failure=on_model_failure,
-    )
     return Services(
         settings=settings,
         s3=s3,
-        store=PredictionStore(s3, settings.data_bucket),
-        registry=registry,
-        models=models,
-        production_version=production_version,
         ssm=ssm,
+        store=PredictionStore(s3, settings.data_bucket),
         feedback=FeedbackStore(s3, settings.data_bucket),
+        production_version=AliasReader(ssm, settings.alias_prefix, settings.alias_max_age_s),
+        on_model_failure=on_model_failure,
     )
 
 

@@ -21,17 +21,17 @@ from typing import Annotated
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from functions.common.aliases import AliasReader
 from functions.common.config import Settings
 from functions.common.metrics_store import MetricsStore, hourly
-from functions.common.registry import version_of
 from functions.metrics.exposition import exposition
 
 logger = Logger()
@@ -50,20 +50,12 @@ class Context:
     def __init__(self, settings: Settings, s3, ssm, secrets):
         self.settings = settings
         self.store = MetricsStore(s3, settings.data_bucket, settings.metrics_compaction_batch)
-        self.ssm = SSMProvider(boto3_client=ssm)
+        self.production_version = AliasReader(ssm, settings.alias_prefix, settings.alias_max_age_s)
         self.secrets = SecretsProvider(boto3_client=secrets)
 
     def token(self) -> str:
         name = self.settings.metrics_token_secret
         return str(self.secrets.get(name, max_age=TOKEN_MAX_AGE_S)).strip() if name else ""
-
-    def production_version(self) -> str:
-        name = f"{self.settings.alias_prefix}/production"
-        try:
-            return version_of(self.ssm.get(name, max_age=self.settings.alias_max_age_s))
-        except GetParameterError as exc:
-            logger.warning("cannot read the production alias", extra={"error": str(exc)})
-            return ""
 
 
 @functools.cache
@@ -124,6 +116,22 @@ def stats(hours: Annotated[int, Query(ge=1, le=336)] = 48):
             "updated_at": state.get("updated_at"),
         },
     )
+
+
+@app.exception_handler(RequestValidationError)
+def validation_error(exc: RequestValidationError) -> Response:
+    """Errors are `{"message": reason}`, as the API's are (not Powertools' statusCode/detail)."""
+    reasons = [
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+        for err in exc.errors()
+    ]
+    return _json(422, {"message": "; ".join(reasons) or "the request is invalid"})
+
+
+@app.not_found
+def route_not_found(exc: Exception) -> Response:
+    event = app.current_event
+    return _json(404, {"message": f"no route {event.http_method} {event.path}"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -218,3 +218,62 @@ def test_teacher_forced_likelihood_matches_the_greedy_search():
     )
     other = correction_likelihood(recognizer, image[0], [*tokens, "x", "+", "1"])
     assert len(other.token_logprobs) == len(tokens) + 4 and other.logprob < 0
+
+
+# --- one vote per prediction (issue 19) ---------------------------------------------------
+
+
+def test_a_later_correction_replaces_the_vote_and_flipping_holds_it(
+    aws, production, lambda_context
+):
+    """The attack of issue 19: 20 contradictory corrections of one prediction. They make one
+    vote, not 20; after MAX_CORRECTION_REVISIONS changes it is held, then takes no more."""
+    pred = predict(lambda_context)
+    answers = []
+    for n in range(5, 25):
+        payload = {"prediction_id": pred["id"], "latex": f"\\sqrt{{{n}}}", "consent": True}
+        answers.append(send(lambda_context, payload))
+    statuses = [status for status, _ in answers]
+    assert statuses[:5] == [201] * 5 and set(statuses[5:]) == {409}
+    assert "held for review" in answers[5][1]["message"]
+    first, fourth, fifth = answers[0][1], answers[3][1], answers[4][1]
+    assert first["id"] == fourth["id"] == fifth["id"]  # one vote, rewritten
+    assert not fourth["held"] and fourth["revisions"] == 3
+    assert fifth["held"] and fifth["revisions"] == 4 and "changed 4 times" in fifth["held_reason"]
+    assert objects(aws, "feedback/pending/") == []
+    assert objects(aws, "feedback/held/") == [f"feedback/held/{first['id']}.json"]
+    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    assert body["pending"] == 0
+    record = history(lambda_context)[0]
+    assert record["feedback"]["status"] == "held" and record["feedback"]["latex"].endswith("9 }")
+    assert "previous_versions" not in record and "previous_versions" not in fifth
+
+
+def test_a_replaced_vote_counts_once_towards_retraining(aws, production, lambda_context):
+    preds = [predict(lambda_context) for _ in range(2)]
+    for latex in ("x+1", "x+2", "x+3"):
+        send(lambda_context, {"prediction_id": preds[0]["id"], "latex": latex, "consent": True})
+    send(lambda_context, {"prediction_id": preds[1]["id"], "latex": "y", "consent": True})
+    pending = objects(aws, "feedback/pending/")  # a vote the model doubts is held instead
+    key = pending + objects(aws, "feedback/held/")
+    assert len(key) == 2  # two predictions, two votes
+    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    assert status == 200 and body["pending"] == len(pending)
+    # the stored vote is the latest correction
+    items = [
+        json.loads(aws.s3.get_object(Bucket=aws.data_bucket, Key=k)["Body"].read()) for k in key
+    ]
+    assert sorted(i["corrected_latex"] for i in items) == ["x + 3", "y"]
+
+
+def test_the_max_revisions_is_configurable(aws, production, lambda_context, monkeypatch):
+    from functions.common import wiring
+
+    monkeypatch.setenv("MAX_CORRECTION_REVISIONS", "0")
+    wiring.services.cache_clear()
+    pred = predict(lambda_context)
+    send(lambda_context, {"prediction_id": pred["id"], "latex": "x+1", "consent": True})
+    status, item = send(
+        lambda_context, {"prediction_id": pred["id"], "latex": "x+2", "consent": True}
+    )
+    assert status == 201 and item["held"] and item["revisions"] == 1

@@ -245,3 +245,42 @@ def test_a_job_that_cannot_start_releases_its_batch(
         deliver(lambda_context)
     assert len(keys(aws, PENDING)) == 3
     assert FeedbackBatches(aws.s3, aws.data_bucket).status(1)["state"] == "released"
+
+
+# --- distinct predictions and the per-user cap per day (issue 19) ---------------------------
+
+
+def test_countable_takes_at_most_the_cap_per_user_and_day():
+    def vote(tag: str, day: str, n: int) -> dict:
+        return {"id": f"{tag}{n:020x}", "owner_tag": tag, "day": day, "modified": f"{day}T{n:02d}"}
+
+    a, b = "a" * 12, "b" * 12
+    entries = [vote(a, "2026-01-01", n) for n in range(5)] + [vote(a, "2026-01-02", 9)]
+    entries += [vote(b, "2026-01-01", 7)]
+    counted = retraining.countable(entries, daily_cap=2)
+    assert sorted((e["owner_tag"], e["day"]) for e in counted) == [
+        (a, "2026-01-01"),
+        (a, "2026-01-01"),
+        (a, "2026-01-02"),
+        (b, "2026-01-01"),
+    ]
+    # the oldest of a day count first; the rest wait for a later batch
+    assert {e["modified"] for e in counted if e["day"] == "2026-01-01" and e["owner_tag"] == a} == {
+        "2026-01-01T00",
+        "2026-01-01T01",
+    }
+
+
+def test_the_trigger_applies_the_daily_cap_from_the_template(
+    aws, production, threshold, lambda_context, monkeypatch
+):
+    """One user's many votes count as FEEDBACK_DAILY_CAP a day; another user's count too."""
+    monkeypatch.setenv("FEEDBACK_DAILY_CAP", "2")
+    wiring.services.cache_clear()
+    add_feedback(aws, 5)  # all of user-1 (the ids share the first 12 digits: one owner tag)
+    outcome = deliver(lambda_context)
+    assert outcome == {"claimed": False, "pending": 2, "threshold": 3}
+    add_feedback(aws, 1, start=int("f" * 12, 16) << 80)  # someone else
+    outcome = deliver(lambda_context)
+    assert outcome["claimed"] and outcome["size"] == 3
+    assert len(keys(aws, PENDING)) == 3  # user-1's votes over the cap wait

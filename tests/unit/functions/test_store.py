@@ -45,7 +45,26 @@ def test_a_feedback_note_never_brings_back_a_deleted_record(aws):
     note = {"status": "corrected", "latex": "y"}
     assert store.note_feedback("alice", pid, note)
     record = store.get_record("alice", pid)
+    earlier = record.pop("previous_versions")  # the version it replaced, for erasure
     assert record == {"id": pid, "owner": "alice", "latex": "x", "feedback": note}
+    assert len(earlier) == 1
     aws.s3.delete_object(Bucket=aws.data_bucket, Key=record_key("alice", pid))
     assert not store.note_feedback("alice", pid, note)
     assert not store.exists("alice", pid)
+
+
+def test_a_deletion_erases_every_version_by_the_ids_the_record_names(aws):
+    """Two feedback notes make three versions of a record: all go, with the input, and no
+    listing of versions is needed (nor a delete marker left)."""
+    store = PredictionStore(aws.s3, aws.data_bucket)
+    pid = prediction_id(datetime.now(UTC))
+    key, version = store.put_input(f"inputs/alice/{pid}.png", b"png", "image/png")
+    store.put_record({"id": pid, "owner": "alice", "input_key": key, "input_version": version})
+    store.note_feedback("alice", pid, {"status": "corrected"})
+    store.note_feedback("alice", pid, {"status": "held"})
+    calls = []
+    aws.s3.meta.events.register("before-call.s3", lambda model, **kw: calls.append(model.name))
+    store.delete("alice", pid)
+    assert "ListObjectVersions" not in calls
+    listed = aws.s3.list_object_versions(Bucket=aws.data_bucket)
+    assert listed.get("Versions", []) == [] and listed.get("DeleteMarkers", []) == []
