@@ -103,7 +103,15 @@ class Scenario:
         """Claim what is pending as the next batch, as a trigger would before it died; the
         name of the job it would have started."""
         batches = FeedbackBatches(self.s3, self.data)
-        items = [{**entry, "split": "train"} for entry in batches.pending()]
+        items = [
+            {
+                "key": entry["key"],
+                "id": entry["id"],
+                "version_id": self.s3.head_object(Bucket=self.data, Key=entry["key"])["VersionId"],
+                "split": "train",
+            }
+            for entry in batches.pending()
+        ]
         batch, digest = batches.latest_batch() + 1, "d1ed" * 16
         claim = {"batch": batch, "threshold": THRESHOLD, "digest": digest, "items": items}
         assert put_json(self.s3, self.data, retraining.manifest_key(batch), claim, True)
