@@ -188,10 +188,10 @@ def submit_feedback(
     except InputError as exc:
         telemetry.feedback_rejected(type(exc).__name__)
         raise
-    if not created:
+    if created:
+        telemetry.feedback_accepted(item)  # online accuracy: each prediction's first vote
+    else:
         telemetry.feedback_duplicate()
-    elif item["revisions"] == 0:  # online accuracy counts each prediction's first vote once
-        telemetry.feedback_accepted(item)
     return created, item
 
 

@@ -285,10 +285,14 @@ def feedback_duplicate() -> None:
 
 
 def feedback_accepted(item: dict) -> None:
-    """A new correction stored; counts towards online accuracy for the predicting version."""
+    """A correction stored (new, or replacing its prediction's vote); a prediction's first
+    vote also counts towards online accuracy for the predicting version (once, so a user
+    changing a correction does not move it)."""
     d = _recorder.delta
     kind = item["assessment"]["kind"]
     d.inc("inktex_feedback_accepted_total", kind=kind, held=str(bool(item["held"])).lower())
+    if item.get("revisions", 0):
+        return
     version = item.get("predicted_model_version") or "unknown"
     d.inc("inktex_feedback_assessed_total", model_version=version)
     if kind == "confirmation":

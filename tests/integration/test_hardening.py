@@ -646,7 +646,7 @@ def test_corrections_train_only_with_consent_and_delete_me_keeps_only_what_was_u
     refused = json.loads(body)
     assert refused["held"] and refused["consent"] is False
     # with consent (a confirmation: never suspicious), pending, then claimed into a batch
-    status, _, body = feedback(stack, erin, first["id"], first["latex"], consent=True)
+    status, _, body = feedback(stack, erin, third["id"], third["latex"], consent=True)
     assert status == 201, body
     trained = json.loads(body)
     assert not trained["held"]
