@@ -48,7 +48,9 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     labels.add_argument(
         "--split",
         metavar="NAME",
-        help="a CROHME split by name (test2013, test2014) from INKTEX_DATA",
+        help="a CROHME test set by name from INKTEX_DATA: test2013 or test2014 (rendered from "
+        "their InkML, the field's protocol), or test2013-png / test2014-png (the fixed "
+        "256x256 renderings)",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -61,8 +63,9 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "--images",
         type=Path,
         metavar="DIR",
-        help="images folder for --model (default: beside the labels, named after them: "
-        "test2014.tsv -> test2014/)",
+        help="folder of .inkml files or images for --model, named as in the labels (default: "
+        "with --split, the split's InkML or PNG folder; with --labels, beside the labels, "
+        "named after them: test2014.tsv -> test2014/)",
     )
     p.add_argument("--metrics", type=Path, metavar="FILE.json", help="write the metrics JSON here")
     p.add_argument(
@@ -93,13 +96,25 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_evaluate)
 
 
+def split_paths(split: str) -> tuple[Path, Path]:
+    """Labels and inputs of a CROHME test set by name: its InkML, or `-png` its PNG images."""
+    name, png = split.removesuffix("-png"), split.endswith("-png")
+    if name not in ("test2013", "test2014"):
+        raise InkTeXError(
+            f"unknown split {split!r}: use test2013, test2014, test2013-png or test2014-png"
+        )
+    root = crohme_root()
+    return root / f"{name}.tsv", root / name if png else root / "inkml" / name
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
+    default_images = None
     if args.split:
-        args.labels = crohme_root() / f"{args.split}.tsv"
+        args.labels, default_images = split_paths(args.split)
     references, problems = ev.load_references(args.labels)
     references = references[: args.limit or None]
     if args.model is not None:
-        images = args.images or args.labels.with_suffix("")
+        images = args.images or default_images or args.labels.with_suffix("")
         if not images.is_dir():
             raise InkTeXError(f"no images folder at {images}: pass --images DIR")
         recognizer = _load_recognizer(args.model)

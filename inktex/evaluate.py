@@ -121,26 +121,44 @@ def write_predictions(path: Path, predictions: dict[str, list[str]]) -> None:
             writer.writerow([name, to_latex(tokens)])
 
 
+# What an expression's input may be, in the order looked for: the pen strokes (the source of
+# truth), then an image of them.
+INPUT_SUFFIXES = (".inkml", ".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def find_input(folder: Path, name: str) -> Path | None:
+    """`<folder>/<name>.inkml`, else an image of that name, else None."""
+    for suffix in INPUT_SUFFIXES:
+        path = Path(folder) / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
 def recognize_all(
     recognizer: Recognizer,
     names: Sequence[str],
     images: Path,
     batch_size: int = 16,
-    suffix: str = ".png",
     progress: bool = True,
 ) -> tuple[dict[str, list[str]], list[Problem]]:
-    """Normalised predictions for `<images>/<name><suffix>`, with a progress bar."""
+    """Normalised predictions for each name's input in `images` (`find_input`), with a
+    progress bar."""
     predictions: dict[str, list[str]] = {}
     problems: list[Problem] = []
     with tqdm(total=len(names), unit="image", desc="recognising", disable=not progress) as bar:
         for start in range(0, len(names), batch_size):
             batch = []
             for name in names[start : start + batch_size]:
-                path = Path(images) / f"{name}{suffix}"
-                if path.is_file():
+                path = find_input(images, name)
+                if path is not None:
                     batch.append((name, path))
                 else:
-                    problems.append(Problem(name, "recognition failed", f"no image at {path}"))
+                    problems.append(
+                        Problem(
+                            name, "recognition failed", f"no .inkml or image for it in {images}"
+                        )
+                    )
             for name, result in _recognize_batch(recognizer, batch):
                 if isinstance(result, str):
                     problems.append(Problem(name, "recognition failed", result))

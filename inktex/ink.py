@@ -223,7 +223,9 @@ def _traces(root: Element, repairs: list[str]) -> tuple[Strokes, dict[str, int]]
     ix, iy = _xy_columns(root)
     need = max(ix, iy) + 1
     traces = [el for el in root.iter() if _local(el.tag) == "trace"]
-    texts = [(el.get("id") or el.get(_XML_ID) or str(i), el.text or "") for i, el in enumerate(traces)]
+    texts = [
+        (el.get("id") or el.get(_XML_ID) or str(i), el.text or "") for i, el in enumerate(traces)
+    ]
     if not texts:
         raise InkMLError("the InkML holds no <trace> elements: there is no ink to read")
     if len(texts) > MAX_STROKES:

@@ -27,6 +27,7 @@ from inktex.data import REPO_ROOT
 from inktex.errors import InkTeXError, ModelPackageError
 from inktex.latex import to_latex
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage
+from inktex.preprocess import pad_batch, size_batches
 from inktex.search import SearchResult, decode
 
 
@@ -209,6 +210,8 @@ class OnnxRecognizer:
         self.length_penalty = float(package.settings.get("length_penalty", 1.0))
         self.encoder = _session(package.path / ENCODER_FILE, encoder_threads, ENCODER_OPTIMIZATION)
         self.step_session = _session(package.path / STEP_FILE, step_threads, STEP_OPTIMIZATION)
+        # Packages at the writer's scale take a mask; older ones see one fixed size, unpadded.
+        self.takes_mask = "mask" in {i.name for i in self.encoder.get_inputs()}
         # Bound step buffers, kept from one search to the next; a concurrent search makes its own.
         self._buffers: dict = {}
         self._buffers_lock = threading.Lock()
@@ -228,34 +231,51 @@ class OnnxRecognizer:
     def version(self) -> str:
         return self.package.version
 
-    def step_model(self, images: np.ndarray, buffers: dict | None = None) -> OnnxStepModel:
-        """Encode model inputs (N, H, W) float32 and return their decoder."""
-        outputs = self.encoder.run(None, {"image": images[:, None]})
+    def step_model(
+        self, images: np.ndarray, mask: np.ndarray | None = None, buffers: dict | None = None
+    ) -> OnnxStepModel:
+        """Encode model inputs (N, H, W) float32, with their padding mask (none: nothing is
+        padded), and return their decoder."""
+        feeds = {"image": images[:, None]}
+        if self.takes_mask:
+            mask = np.ones_like(images) if mask is None else mask
+            feeds["mask"] = np.ascontiguousarray(mask, dtype=np.float32)[:, None]
+        outputs = self.encoder.run(None, feeds)
         encoded = {o.name: v for o, v in zip(self.encoder.get_outputs(), outputs, strict=True)}
         return OnnxStepModel(self.step_session, encoded, encoded.pop("hidden"), buffers)
 
-    def search(self, images: np.ndarray, beam: int | None = None) -> list[SearchResult]:
-        """Search results for model inputs (N, H, W) float32."""
+    def search(
+        self, images: np.ndarray, beam: int | None = None, mask: np.ndarray | None = None
+    ) -> list[SearchResult]:
+        """Search results for model inputs (N, H, W) float32 and their padding mask."""
         beam = self.beam_size if beam is None else beam
         images = np.ascontiguousarray(images, dtype=np.float32)
         reuse = self._buffers_lock.acquire(blocking=False)
         try:
-            steps = self.step_model(images, self._buffers if reuse else None)
+            steps = self.step_model(images, mask, self._buffers if reuse else None)
             return decode(steps, len(images), self.vocab, self.max_len, beam, self.length_penalty)
         finally:
             if reuse:
                 self._buffers_lock.release()
 
     def recognize_inputs(
-        self, inputs: Sequence[np.ndarray], beam: int | None = None, batch_size: int = 16
+        self,
+        inputs: Sequence[np.ndarray],
+        beam: int | None = None,
+        batch_size: int = 16,
+        batch_pixels: int = 1_000_000,
     ) -> list[Recognition]:
-        """Recognitions of preprocessed model inputs, decoded in batches."""
-        out: list[Recognition] = []
-        for i in range(0, len(inputs), batch_size):
+        """Recognitions of preprocessed model inputs, decoded in padded batches of similar
+        size, in the inputs' order."""
+        out: list[Recognition | None] = [None] * len(inputs)
+        shapes = [x.shape for x in inputs]
+        for batch in size_batches(shapes, batch_pixels, batch_size):
             started = time.perf_counter()
-            results = self.search(np.stack(inputs[i : i + batch_size]), beam)
+            images, mask = pad_batch([inputs[i] for i in batch])
+            results = self.search(images, beam, mask if self.takes_mask else None)
             per_item = (time.perf_counter() - started) * 1000 / len(results)
-            out += [self._recognition(r, per_item) for r in results]
+            for i, r in zip(batch, results, strict=True):
+                out[i] = self._recognition(r, per_item)
         return out
 
     def _recognition(self, result: SearchResult, latency_ms: float) -> Recognition:

@@ -94,19 +94,11 @@ def resolve_model(package: Path, checkpoint: Path, workdir: Path) -> BenchModel:
 
 def train_tiny_model(workdir: Path) -> Path:
     """A `tiny`-width checkpoint trained for seconds on the committed fixture images."""
-    import shutil
-
-    from inktex.preprocess import PreprocessConfig
-    from training.prepare import prepare
+    from training.prepare import TINY_INPUT, prepare, tiny_corpus
     from training.train import train
 
-    fixtures = REPO_ROOT / "tests" / "fixtures" / "inkml"
-    corpus = workdir / "corpus"
-    for split in ("train", "test2013"):
-        shutil.copytree(fixtures, corpus / split)
-        shutil.copy(fixtures / "labels.tsv", corpus / f"{split}.tsv")
     data = workdir / "prepared"
-    prepare(corpus, data, PreprocessConfig(), splits=("train", "test2013"))
+    prepare(tiny_corpus(workdir / "corpus"), data, TINY_INPUT, splits=("train", "test2013"))
     params = {
         "model": {"arch": "dense", "width": "tiny"},
         "train": {"preset": "tiny", "seed": 0, "overrides": {"epochs": 20, "lr": 0.01}},
@@ -122,7 +114,7 @@ def _export(checkpoint: Path, out: Path) -> Path:
     samples = [
         inputs.from_path(p, pre) for p in sorted((REPO_ROOT / "tests/fixtures/inkml").glob("*.png"))
     ]
-    export_package(checkpoint, out, np.stack(samples))
+    export_package(checkpoint, out, samples)
     return out
 
 

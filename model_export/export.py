@@ -28,9 +28,10 @@ from torch import nn
 
 from inktex.errors import ModelPackageError
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage, write_manifest
+from inktex.preprocess import PreprocessConfig, pad_batch
 from training.checkpoint import load_checkpoint
 from training.decoding import recognize_batch
-from training.model import Recognizer, count_parameters
+from training.model import STRIDE, Recognizer, count_parameters, mask_at
 
 log = logging.getLogger(__name__)
 OPSET = 18
@@ -38,7 +39,8 @@ LOGIT_TOLERANCE = 1e-4
 
 
 class EncoderGraph(nn.Module):
-    """image (B, 1, H, W) -> features, attention keys, initial hidden state.
+    """image and its mask (B, 1, H, W) -> features, attention keys, initial hidden state, and
+    the features' mask (which positions are padding; the step graph's attention skips them).
 
     Each 1x1 convolution that an average pool follows (DenseNet's transitions) runs after the
     pool instead: both are linear, so they commute, and the convolution sees a quarter of the
@@ -50,10 +52,11 @@ class EncoderGraph(nn.Module):
         self.model = model
         self.body = _pool_before_projection(model.encoder.body)
 
-    def forward(self, image: torch.Tensor):
-        features = self.body(image)
-        keys, state = self.model.decoder.start(features)
-        return features, keys, state.hidden
+    def forward(self, image: torch.Tensor, mask: torch.Tensor):
+        features = self.model.encoder(image, mask, body=self.body)
+        feature_mask = mask_at(mask, STRIDE)
+        keys, state = self.model.decoder.start(features, feature_mask)
+        return features, keys, state.hidden, feature_mask
 
 
 def _pool_before_projection(body: nn.Sequential) -> nn.Sequential:
@@ -116,7 +119,7 @@ class StepGraph(nn.Module):
         n = torch.tanh(gi_n + r * gh_n)
         return n + z * (h - n)
 
-    def forward(self, token, hidden, coverage, features, keys):
+    def forward(self, token, hidden, coverage, features, keys, feature_mask):
         dec, att, d = self.decoder, self.decoder.attention, self.hidden
         linear = nn.functional.linear
         gi, out_embed = self.token_table[token].split([3 * d, dec.out_embed.out_features], dim=1)
@@ -124,6 +127,7 @@ class StepGraph(nn.Module):
         q, gh = linear(query, self.query_weight, self.query_bias).split([self.attention, 3 * d], 1)
         cov = att.coverage_proj(att.coverage_conv(coverage))  # (N, A, h, w)
         energy = att.energy(torch.tanh(q[:, :, None, None] + keys + cov))  # (N, 1, h, w)
+        energy = energy.masked_fill(feature_mask == 0, float("-inf"))  # padding: no weight
         # softmax over the grid without flattening it: no shape arithmetic in the graph
         energy = torch.exp(energy - energy.amax(dim=(2, 3), keepdim=True))
         alpha = energy / energy.sum(dim=(2, 3), keepdim=True)
@@ -178,22 +182,26 @@ def _export_graph(
     onnx.save(graph, path)
 
 
-def export_graphs(model: Recognizer, out_dir: Path, version: str, height: int, width: int) -> None:
+def export_graphs(model: Recognizer, out_dir: Path, version: str) -> None:
     model = model.eval().float()
-    image = torch.rand(2, 1, height, width)
+    image = torch.rand(2, 1, 64, 128)  # any size: the axes are dynamic
+    mask = torch.ones_like(image)
+    mask[1, :, :, 64:] = 0  # the second input is padded
     with torch.no_grad():
-        features, keys, hidden = EncoderGraph(model)(image)
+        features, keys, hidden, feature_mask = EncoderGraph(model)(image, mask)
     _export_graph(
         EncoderGraph(model),
-        (image,),
+        (image, mask),
         out_dir / ENCODER_FILE,
-        ["image"],
-        ["features", "keys", "hidden"],
+        ["image", "mask"],
+        ["features", "keys", "hidden", "feature_mask"],
         {
             "image": {0: "batch", 2: "height", 3: "width"},
+            "mask": {0: "batch", 2: "height", 3: "width"},
             "features": {0: "batch", 2: "h", 3: "w"},
             "keys": {0: "batch", 2: "h", 3: "w"},
             "hidden": {0: "batch"},
+            "feature_mask": {0: "batch", 2: "h", 3: "w"},
         },
         version,
     )
@@ -204,12 +212,13 @@ def export_graphs(model: Recognizer, out_dir: Path, version: str, height: int, w
         torch.rand(rows, 1, *features.shape[2:]) / 10,
         features,
         keys,
+        feature_mask,
     )
     _export_graph(
         StepGraph(model),
         step_args,
         out_dir / STEP_FILE,
-        ["token", "hidden", "coverage", "features", "keys"],
+        ["token", "hidden", "coverage", "features", "keys", "feature_mask"],
         ["log_probs", "hidden_out", "coverage_out"],
         {
             "token": {0: "rows"},
@@ -217,6 +226,7 @@ def export_graphs(model: Recognizer, out_dir: Path, version: str, height: int, w
             "coverage": {0: "rows", 2: "h", 3: "w"},
             "features": {0: "rows", 2: "h", 3: "w"},
             "keys": {0: "rows", 2: "h", 3: "w"},
+            "feature_mask": {0: "rows", 2: "h", 3: "w"},
             "log_probs": {0: "rows"},
             "hidden_out": {0: "rows"},
             "coverage_out": {0: "rows", 2: "h", 3: "w"},
@@ -226,31 +236,38 @@ def export_graphs(model: Recognizer, out_dir: Path, version: str, height: int, w
 
 
 def verify_against_torch(
-    model: Recognizer, package: ModelPackage, images: np.ndarray, tolerance: float = LOGIT_TOLERANCE
+    model: Recognizer,
+    package: ModelPackage,
+    samples: list[np.ndarray],
+    tolerance: float = LOGIT_TOLERANCE,
 ) -> dict:
-    """Largest log-probability difference along PyTorch's greedy path, and token equality.
+    """Largest log-probability difference along PyTorch's greedy path, and token equality,
+    for model inputs of any sizes decoded together (padded, with their mask).
 
     Raises ModelPackageError when the graphs disagree: a package that fails never ships.
     """
     from inktex.runtime import OnnxRecognizer
 
-    x = torch.from_numpy(images.astype(np.float32))[:, None]
+    images, mask = pad_batch([np.asarray(s, dtype=np.float32) for s in samples])
+    x, m = torch.from_numpy(images)[:, None], torch.from_numpy(mask)[:, None]
     vocab = package.vocab
     with torch.inference_mode():
-        torch_results = recognize_batch(model.eval(), x, vocab, beam=1)
+        torch_results = recognize_batch(model.eval(), x, vocab, beam=1, mask=m)
     recognizer = OnnxRecognizer(package)
-    onnx_results = recognizer.search(images.astype(np.float32), beam=1)
+    onnx_results = recognizer.search(images, beam=1, mask=mask)
     max_diff = 0.0
     # Teacher-force both on PyTorch's tokens and compare every step's log-probabilities.
     with torch.inference_mode():
-        features = model.encoder(x)
-        keys, state = model.decoder.start(features)
-        onnx_steps = recognizer.step_model(images.astype(np.float32))
+        features, feature_mask = model.encode(x, m)
+        keys, state = model.decoder.start(features, feature_mask)
+        onnx_steps = recognizer.step_model(images, mask)
         onnx_state = onnx_steps.start()
         length = max(len(r.best.ids) for r in torch_results) + 1
         tokens = np.full(len(images), vocab.sos_id, dtype=np.int64)
         for t in range(length):
-            logits, state, _ = model.decoder.step(torch.from_numpy(tokens), state, features, keys)
+            logits, state, _ = model.decoder.step(
+                torch.from_numpy(tokens), state, features, keys, feature_mask
+            )
             torch_logp = torch.log_softmax(logits, dim=-1).numpy()
             onnx_logp, onnx_state = onnx_steps.step(tokens, onnx_state)
             max_diff = max(max_diff, float(np.abs(torch_logp - onnx_logp).max()))
@@ -291,16 +308,17 @@ def model_card(
 
 
 def export_package(
-    checkpoint: Path, out_dir: Path, samples: np.ndarray, metrics: dict | None = None
+    checkpoint: Path, out_dir: Path, samples: list[np.ndarray], metrics: dict | None = None
 ) -> ModelPackage:
-    """Export, verify against PyTorch on `samples` (N, H, W float), and write the package."""
+    """Export, verify against PyTorch on `samples` (model inputs, (H, W) float arrays of any
+    sizes), and write the package."""
     model, vocab, pre, payload = load_checkpoint(checkpoint)
     vocab_json = vocab.to_json()
     pre_json = json.dumps(pre.to_dict(), indent=2)
     version = version_id(model, vocab_json, pre_json)
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
-        export_graphs(model, staging, version, pre.height, pre.width)
+        export_graphs(model, staging, version)
         (staging / "vocab.json").write_text(vocab_json, encoding="utf-8")
         (staging / "preprocess.json").write_text(pre_json)
         (staging / "model.json").write_text(
@@ -349,12 +367,13 @@ def quantize_package(package_dir: Path, out_dir: Path) -> ModelPackage:
     return ModelPackage.load(out_dir, check_graph_version=False)
 
 
-def load_samples(path: Path, count: int) -> np.ndarray:
-    """Model inputs (N, H, W float) from a packed split (.npz)."""
-    from training.prepare import load_packed
+def load_samples(data_dir: Path, count: int) -> list[np.ndarray]:
+    """The first `count` CROHME 2013 model inputs of a prepared data folder, as served."""
+    from training.data import ExpressionDataset, load_split
 
-    images, _, _ = load_packed(path)
-    return images[:count].astype(np.float32) / 255
+    pre = PreprocessConfig.from_dict(json.loads((data_dir / "preprocess.json").read_text()))
+    dataset = ExpressionDataset(load_split(data_dir / "test2013.npz"), pre)
+    return [dataset[(0, i)][0].astype(np.float32) / 255 for i in range(count)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -363,7 +382,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--samples", type=Path, default=Path("data/prepared/test2013.npz"))
+    parser.add_argument(
+        "--samples", type=Path, default=Path("data/prepared"), help="prepared data folder"
+    )
     parser.add_argument("--count", type=int, default=16, help="sample images for the check")
     parser.add_argument("--metrics", type=Path, default=None, help="metrics JSON to include")
     parser.add_argument("--int8", type=Path, default=None, help="also write an int8 package here")

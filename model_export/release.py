@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     release.add_argument("out", type=Path)
     release.add_argument("--metrics", action="append", default=[], metavar="NAME=FILE")
     for step in (make, release):
-        step.add_argument("--samples", type=Path, default=Path("data/prepared/test2013.npz"))
+        step.add_argument("--samples", type=Path, default=Path("data/prepared"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.step == "candidate":

@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inktex.preprocess import STRIDE, PreprocessConfig, pad_batch, strokes_to_input, to_uint8
+from inktex.preprocess import (
+    STRIDE,
+    PreprocessConfig,
+    pad_batch,
+    size_batches,
+    strokes_to_input,
+    to_uint8,
+)
 from inktex.vocab import Vocabulary
 from training.augment import StrokeAugment, augment_strokes
 from training.prepare import PackedSplit
@@ -96,29 +103,6 @@ class ExpressionDataset(torch.utils.data.Dataset):
             line_width = int(rng.choice(self.augment.line_widths))
         x = strokes_to_input(strokes, self.cfg, normalised=True, line_width=line_width)
         return to_uint8(x), i
-
-
-def size_batches(
-    shapes: list[tuple[int, int]], pixels: int, max_batch: int, order: list[int] | None = None
-) -> list[list[int]]:
-    """Indices in batches of similar size: each batch, padded to its largest input, within
-    `pixels` (an input alone may exceed it) and at most `max_batch` inputs."""
-    if order is None:
-        order = list(range(len(shapes)))
-    order = sorted(order, key=lambda i: (shapes[i][1], shapes[i][0]))
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    height = width = 0
-    for i in order:
-        h, w = max(height, shapes[i][0]), max(width, shapes[i][1])
-        if batch and ((len(batch) + 1) * h * w > pixels or len(batch) == max_batch):
-            batches.append(batch)
-            batch, (h, w) = [], shapes[i]
-        batch.append(i)
-        height, width = h, w
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 class SizeBatchSampler(torch.utils.data.Sampler):

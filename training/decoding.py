@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inktex.preprocess import pad_batch
+from inktex.preprocess import pad_batch, size_batches
 from inktex.search import SearchResult, decode
 from inktex.vocab import Vocabulary
-from training.data import size_batches
 from training.model import DecoderState, Recognizer
 
 

@@ -101,15 +101,6 @@ def load_replay(folder: Path | None, preprocess, vocab, count: int, seed: int):
     return images, labels
 
 
-def pack(path: Path, images: list[np.ndarray], labels: list[list[str]]) -> None:
-    np.savez_compressed(
-        path,
-        images=np.stack(images),
-        names=np.array([f"s{i}" for i in range(len(images))]),
-        labels=np.array([" ".join(t) for t in labels]),
-    )
-
-
 def code_commit() -> str:
     if os.environ.get("INKTEX_COMMIT"):
         return os.environ["INKTEX_COMMIT"]
@@ -144,6 +135,7 @@ def finetune(
 
     from model_export.export import export_package
     from training.checkpoint import load_checkpoint
+    from training.data import InputPack
     from training.train import train
 
     base_ckpt = base_dir / "model.pt"
@@ -179,12 +171,12 @@ def finetune(
         data.mkdir()
         vocab.save(data / "vocab.json")
         (data / "preprocess.json").write_text(json.dumps(pre.to_dict()))
-        pack(data / "train.npz", train_images, train_labels)
-        pack(data / "test2013.npz", val_images, val_labels)
+        InputPack(train_images, train_labels).save(data / "train.npz")
+        InputPack(val_images, val_labels).save(data / "test2013.npz")
         report = train(params, data, run, resume=False)
         checkpoint = out_dir / "model.pt"
         checkpoint.write_bytes((run / "last.pt").read_bytes())
-    samples = np.stack(fb_images[:4]).astype(np.float32) / 255
+    samples = [x.astype(np.float32) / 255 for x in fb_images[:4]]
     package_dir = out_dir / "package"
     package = export_package(checkpoint, package_dir, samples)
     manifest = json.loads((feedback_dir / "manifest.json").read_text())

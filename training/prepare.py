@@ -145,6 +145,24 @@ def size_report(packed: PackedSplit, cfg: PreprocessConfig) -> dict:
     }
 
 
+# The writer's scale at half size: what tiny models (tests, the benchmark's stand-in) read.
+TINY_INPUT = PreprocessConfig(symbol_height=12, height=192, width=1024, margin=4, line_width=1)
+
+
+def tiny_corpus(dest: Path, splits=("train", "test2013")) -> Path:
+    """The repository's five fixture InkML files laid out as a corpus, each split the same:
+    what the tiny pipeline, the tests and the benchmark's stand-in model train on."""
+    import shutil
+
+    fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "inkml"
+    for split in splits:
+        (dest / "inkml" / split).mkdir(parents=True, exist_ok=True)
+        for path in fixtures.glob("*.inkml"):
+            shutil.copy(path, dest / "inkml" / split / path.name)
+        shutil.copy(fixtures / "labels.tsv", dest / f"{split}.tsv")
+    return dest
+
+
 def prepare(root: Path, out_dir: Path, cfg: PreprocessConfig, splits=SPLITS, limit: int = 0):
     """Pack every split and build the vocabulary from the training labels."""
     report: dict[str, dict] = {}

@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from inktex.vocab import Vocabulary
 from training.augment import StrokeAugment
 from training.average import average_checkpoints
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.data import ExpressionDataset, SizeBatchSampler, collate, load_split, render_all
+from training.data import ExpressionDataset, SizeBatchSampler, collate, load_split
 from training.decoding import recognize_arrays
 from training.model import WIDTHS, ModelConfig, Recognizer, count_parameters, init_weights
 from training.presets import TrainConfig, resolve
@@ -151,11 +150,11 @@ def train(
     train_split = load_split(data_dir / "train.npz")
     augment = StrokeAugment() if tcfg.augment else None
     train_set = ExpressionDataset(train_split, pre, augment, seed)
-    limit = tcfg.train_limit or len(train_split)
+    limit = min(tcfg.train_limit or len(train_split), len(train_split))
     keep = [i for i in range(limit) if len(train_split.labels[i]) <= tcfg.max_label_len]
     dropped = limit - len(keep)
     val_split = load_split(data_dir / "test2013.npz")
-    val_count = tcfg.val_limit or len(val_split)
+    val_count = min(tcfg.val_limit or len(val_split), len(val_split))
     val_set = ExpressionDataset(val_split, pre)
     val_images = [val_set[(0, i)][0] for i in range(val_count)]
     val_labels = val_split.labels[:val_count]

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -20,8 +18,7 @@ torch = (
     else __import__("torch")
 )
 
-from inktex.preprocess import PreprocessConfig  # noqa: E402
-from training.prepare import load_packed, prepare  # noqa: E402
+from training.prepare import TINY_INPUT, prepare, tiny_corpus  # noqa: E402
 from training.train import train  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
@@ -29,15 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def tiny_data(fixtures: Path, tmp_path_factory) -> Path:
-    """The five fixture images as both the training and the validation split, packed."""
-    corpus = tmp_path_factory.mktemp("corpus")
-    for split in ("train", "test2013"):
-        shutil.copy(fixtures / "inkml" / "labels.tsv", corpus / f"{split}.tsv")
-        shutil.copytree(fixtures / "inkml", corpus / split)
+def tiny_data(tmp_path_factory) -> Path:
+    """The five fixture expressions' strokes as both the training and the validation split."""
+    corpus = tiny_corpus(tmp_path_factory.mktemp("corpus"))
     out = tmp_path_factory.mktemp("prepared")
-    report = prepare(corpus, out, PreprocessConfig(), splits=("train", "test2013"))
-    assert report["train"] == {"samples": 5, "skipped": 0}
+    report = prepare(corpus, out, TINY_INPUT, splits=("train", "test2013"))
+    assert report["train"]["read"] == report["train"]["packed"] == 5
+    assert report["train"]["skipped"] == {}
     return out
 
 
@@ -121,18 +116,18 @@ def test_two_processes_train_with_gloo(tiny_data, tmp_path):
 
 def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
     from inktex.runtime import OnnxRecognizer
-    from model_export.export import export_package
+    from model_export.export import export_package, load_samples
     from training.checkpoint import load_checkpoint
     from training.decoding import recognize_arrays
 
     train(params("dense", epochs=30, lr=0.01), tiny_data, tmp_path, resume=False)
-    images, _, _ = load_packed(tiny_data / "test2013.npz")
-    samples = images.astype(np.float32) / 255
+    samples = load_samples(tiny_data, 5)  # of different sizes: padded together, with masks
+    assert len({x.shape for x in samples}) > 1
     package = export_package(tmp_path / "best.pt", tmp_path / "package", samples)
     model, vocab, _, _ = load_checkpoint(tmp_path / "best.pt")
-    torch_tokens = recognize_arrays(model, images, vocab, torch.device("cpu"))
+    torch_tokens = recognize_arrays(model, samples, vocab, torch.device("cpu"))
     onnx = OnnxRecognizer(package)
-    assert [r.tokens for r in onnx.recognize_inputs(list(samples), beam=1)] == torch_tokens
+    assert [r.tokens for r in onnx.recognize_inputs(samples, beam=1)] == torch_tokens
     manifest = json.loads((tmp_path / "package" / "manifest.json").read_text())
     assert manifest["version"] == package.version == onnx.version
     assert "trained from scratch" in (tmp_path / "package" / "MODEL_CARD.md").read_text()
