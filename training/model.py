@@ -142,10 +142,7 @@ class DenseEncoder(nn.Module):
     ) -> torch.Tensor:
         """Features (B, C, h, w); `body`: these layers rearranged (the ONNX export's)."""
         for i, layer in enumerate(body if body is not None else self.body):
-            if i in self.strides:
-                x = layer(x, mask_at(mask, self.strides[i]))
-            else:
-                x = layer(x)
+            x = layer(x, mask_at(mask, self.strides[i])) if i in self.strides else layer(x)
         return x
 
 

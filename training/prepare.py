@@ -138,9 +138,13 @@ def size_report(packed: PackedSplit, cfg: PreprocessConfig) -> dict:
     sizes = packed.ink_sizes() + 2 * cfg.margin + cfg.line_width
     factors = np.array([shrink_factor(h, w, cfg) for h, w in sizes - 2 * cfg.margin])
     pct = [50, 90, 99, 100]
+
+    def percentiles(values: np.ndarray) -> dict[str, float]:
+        return dict(zip(map(str, pct), np.percentile(values, pct).round(0).tolist(), strict=True))
+
     return {
-        "height_px": dict(zip(map(str, pct), np.percentile(sizes[:, 0], pct).round(0).tolist())),
-        "width_px": dict(zip(map(str, pct), np.percentile(sizes[:, 1], pct).round(0).tolist())),
+        "height_px": percentiles(sizes[:, 0]),
+        "width_px": percentiles(sizes[:, 1]),
         "shrunk": int((factors < 1).sum()),
     }
 
