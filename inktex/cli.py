@@ -16,10 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inktex import datashow
+from inktex import datashow, datastats
 from inktex import evaluate as ev
-from inktex.data import crohme_root
+from inktex.data import REPO_ROOT, crohme_root
 from inktex.errors import InkTeXError
+from inktex.preprocess import PreprocessConfig
 
 USER_ERROR = 2
 
@@ -175,14 +176,63 @@ def add_data(subparsers: argparse._SubParsersAction) -> None:
         help="contact sheet PNG",
     )
     show.add_argument("--seed", type=int, default=0, help="which samples are drawn (0)")
+    show.add_argument(
+        "--augment",
+        action="store_true",
+        help="instead: each drawn expression's strokes as the model sees them, then augmented "
+        "five ways (training's stroke augmentation, from <root>/inkml/<split>/)",
+    )
     show.set_defaults(handler=run_data_show)
+
+    stats = actions.add_parser(
+        "stats",
+        help="per split: InkML read, skipped and repaired (with reasons), input sizes at the "
+        "writer's scale, how many shrink, and the symbol height per subset",
+    )
+    stats.add_argument(
+        "--split",
+        action="append",
+        help="a split (repeatable; default: train, test2013, test2014)",
+    )
+    stats.add_argument(
+        "--root", type=Path, metavar="DIR", help="dataset folder (default: the CROHME corpus)"
+    )
+    stats.add_argument(
+        "--params",
+        type=Path,
+        default=REPO_ROOT / "params.yaml",
+        help="the pipeline's params.yaml: its prepare section sets the scale",
+    )
+    stats.add_argument("--json", type=Path, metavar="FILE.json", help="also write the stats here")
+    stats.set_defaults(handler=run_data_stats)
 
 
 def run_data_show(args: argparse.Namespace) -> int:
     outputs = datashow.default_outputs(args.out)
-    stats = datashow.show(args.root or crohme_root(), args.split, outputs, n=args.n, seed=args.seed)
+    root = args.root or crohme_root()
+    if args.augment:
+        from training.augment_sheet import augment_sheet  # numpy only, in the training code
+
+        rate = augment_sheet(root, args.split, args.out, n=args.n, seed=args.seed)
+        print(f"wrote {args.out}; rendered augmented inputs at {rate:.0f} per second on one core")
+        return 0
+    stats = datashow.show(root, args.split, outputs, n=args.n, seed=args.seed)
     print(datashow.summary_text(stats))
     print(f"wrote {outputs.contact_sheet}, {outputs.histogram}, {outputs.stats}")
+    return 0
+
+
+def run_data_stats(args: argparse.Namespace) -> int:
+    import yaml
+
+    cfg = PreprocessConfig.from_dict(yaml.safe_load(args.params.read_text())["prepare"])
+    if not cfg.at_scale:
+        raise InkTeXError(f"{args.params}: prepare.symbol_height is not set")
+    splits = args.split or ["train", "test2013", "test2014"]
+    stats = datastats.corpus_stats(args.root or crohme_root(), splits, cfg)
+    print(datastats.summary_text(stats))
+    if args.json:
+        args.json.write_text(json.dumps(stats, indent=2) + "\n")
     return 0
 
 
