@@ -3,14 +3,16 @@
     python -m model_export.bench [--package DIR] [--checkpoint PT] [--images N] [--full]
                                  [--gates] [--json OUT] [--markdown OUT]
 
-On CROHME 2014 test images (an even spread of N by default, all 986 with --full), after
-warm-up: latency p50/p95 per image (greedy through the core search, one image at a time, at
+On CROHME 2014 test expressions (an even spread of N by default, all 986 with --full),
+rendered from their InkML as the pipeline's evaluation does, after warm-up: latency p50/p95
+per input (greedy through the core search, one image at a time, at
 1 and 2 threads: `torch.set_num_threads(n)` against ONNX Runtime intra-op threads n), batch
 throughput, cold start of fresh `inktex predict` processes, package size, ExpRate of ONNX beam
-beside PyTorch greedy, ONNX-vs-PyTorch greedy agreement, and ExpRate on degraded copies of the
-same images relative to the clean set's. Latency runs alternate between the backends in short
-chunks, so that a busy neighbour on this shared machine slows both alike; the ratios are what
-to compare across runs, not the absolute times.
+beside PyTorch greedy, ONNX-vs-PyTorch greedy agreement, and ExpRate on the corpus's fixed
+256x256 PNG renderings of the same expressions and on degraded copies of those (photos and
+scans as people send them), relative to the strokes' ExpRate. Latency runs alternate between
+the backends in short chunks, so that a busy neighbour on this shared machine slows both
+alike; the ratios are what to compare across runs, not the absolute times.
 
 A checkpoint without its package is exported on the fly. Without a checkpoint (no
 models/release/checkpoint.pt) it trains a tiny model for a few seconds and says so: the
@@ -49,6 +51,7 @@ from inktex.evaluate import normalize_prediction
 from inktex.latex import to_latex
 from inktex.metrics import score
 from inktex.package import ModelPackage
+from inktex.preprocess import pad_batch, size_batches
 from inktex.runtime import OnnxRecognizer
 from model_export.field import field_table, release_gates
 from training.checkpoint import load_checkpoint
@@ -59,6 +62,7 @@ DEFAULT_PACKAGE = REPO_ROOT / "models" / "release"
 DEFAULT_CHECKPOINT = DEFAULT_PACKAGE / "checkpoint.pt"
 DEFAULT_IMAGES = 100
 BATCH_SIZE = 16
+BATCH_PIXELS = 1_000_000  # a padded batch's pixels, as the runtime batches them
 CHUNK = 10  # images per backend turn in the alternating latency runs
 GATES = {  # name: (limit, how the value must compare)
     "ort_over_torch_p50_1_thread": (1 / 3, "<="),
@@ -119,6 +123,11 @@ def _export(checkpoint: Path, out: Path) -> Path:
 
 
 # ---- images and their degraded copies --------------------------------------------------------
+
+
+def inkml_of(sample: Sample) -> Path:
+    """The pen strokes that a CROHME 2014 test image was rendered from."""
+    return crohme_root() / "inkml" / "test2014" / f"{sample.name}.inkml"
 
 
 def load_samples(count: int, full: bool) -> list[Sample]:
@@ -232,7 +241,7 @@ def component_times(
     token = np.array([recognizer.vocab.sos_id], dtype=np.int64)
 
     def ort_encode(x):
-        recognizer.encoder.run(None, {"image": x[None, None]})
+        recognizer.step_model(x[None])
 
     def ort_steps(x):
         decoder = recognizer.step_model(x[None])
@@ -244,11 +253,11 @@ def component_times(
 
     @torch.inference_mode()
     def torch_encode(x):
-        model.decoder.start(model.encoder(torch.from_numpy(x)[None, None]))
+        model.decoder.start(*model.encode(torch.from_numpy(x)[None, None]))
 
     @torch.inference_mode()
     def torch_steps(x):
-        decoder = TorchStepModel(model, torch.from_numpy(x)[None, None])
+        decoder = TorchStepModel(model, torch.from_numpy(x)[None, None], None)
         state = decoder.start()
         began = time.perf_counter()
         for _ in range(steps):
@@ -347,13 +356,13 @@ def measure_latency(package, torch_model, vocab, xs, threads) -> tuple[dict, dic
 def measure_throughput(serving: OnnxRecognizer, torch_model, vocab, xs, threads: int) -> dict:
     """Images per second, greedy, batches of BATCH_SIZE, at `threads` threads."""
     torch.set_num_threads(threads)
-    batch = np.stack(xs)
     max_len = serving.max_len
 
     def torch_all():
-        for i in range(0, len(batch), BATCH_SIZE):
-            images = torch.from_numpy(batch[i : i + BATCH_SIZE])[:, None]
-            recognize_batch(torch_model, images, vocab, max_len=max_len)
+        for batch in size_batches([x.shape for x in xs], BATCH_PIXELS, BATCH_SIZE):
+            images, mask = pad_batch([xs[i] for i in batch])
+            m = torch.from_numpy(mask)[:, None]
+            recognize_batch(torch_model, torch.from_numpy(images)[:, None], vocab, 1, max_len, m)
 
     return {
         "batch_size": BATCH_SIZE,
@@ -365,13 +374,24 @@ def measure_throughput(serving: OnnxRecognizer, torch_model, vocab, xs, threads:
     }
 
 
-def measure_robustness(serving: OnnxRecognizer, encoded: list[bytes], refs) -> dict:
-    """ExpRate of the package's beam on the clean images and on each degraded copy."""
+def measure_robustness(
+    serving: OnnxRecognizer, xs: list[np.ndarray], encoded: list[bytes], refs
+) -> dict:
+    """ExpRate of the package's beam on the strokes (`xs`, the clean inputs), on the
+    corpus's PNG renderings (`encoded`) and on each degraded copy of those."""
     began = time.perf_counter()
-    found, refused = recognize_encoded(serving, encoded, "beam, clean")
-    rate = round(len(encoded) / (time.perf_counter() - began), 2)
+    found = [r.tokens for r in serving.recognize_inputs(xs, batch_size=BATCH_SIZE)]
+    rate = round(len(xs) / (time.perf_counter() - began), 2)
     clean = quality(refs, found)
-    out = {"clean": {**clean, "refused": refused, "images_per_s": rate}}
+    out = {"clean": {**clean, "refused": 0, "images_per_s": rate}}
+    found, refused = recognize_encoded(serving, encoded, "beam, PNG")
+    q = quality(refs, found)
+    out["PNG 256x256"] = {
+        **q,
+        "refused": refused,
+        "relative_exprate": _ratio(q["exprate"], clean["exprate"]),
+        "relative_token_accuracy": _ratio(q["token_accuracy"], clean["token_accuracy"]),
+    }
     for kind in DEGRADATIONS:
         copies = [degrade(d, kind) for d in encoded]
         found, refused = recognize_encoded(serving, copies, f"beam, {kind}")
@@ -395,7 +415,7 @@ def run_bench(
     xs, kept = [], []
     for sample in tqdm(samples, desc="preprocess", unit="image"):
         try:
-            xs.append(inputs.from_image(sample.image_path.read_bytes(), package.preprocess))
+            xs.append(inputs.from_path(inkml_of(sample), package.preprocess))
             kept.append(sample)
         except InkTeXError:  # left out and counted: every measure uses the same images
             pass
@@ -408,7 +428,8 @@ def run_bench(
     components = component_times(OnnxRecognizer(package, 1, 1), torch_model, xs[:30])
     serving = OnnxRecognizer(package, encoder_threads=max(threads), step_threads=1)
     throughput = measure_throughput(serving, torch_model, vocab, xs, max(threads))
-    robustness = measure_robustness(serving, [s.image_path.read_bytes() for s in samples], refs)
+    pngs = [s.image_path.read_bytes() for s in samples]
+    robustness = measure_robustness(serving, xs, pngs, refs)
     throughput["onnxruntime_beam_with_preprocessing"] = robustness["clean"].pop("images_per_s")
     cold = cold_start(model.package, samples[0].image_path, cold_runs)
     agreement = sum(a == b for a, b in zip(tokens["onnxruntime"], tokens["pytorch"], strict=True))

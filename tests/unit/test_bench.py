@@ -126,7 +126,7 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
     assert 0 <= r["greedy_agreement"] <= 1
 
     robustness = r["robustness"]
-    assert list(robustness) == ["clean", *bench.DEGRADATIONS]
+    assert list(robustness) == ["clean", "PNG 256x256", *bench.DEGRADATIONS]
     for kind, q in robustness.items():
         assert 0 <= q["exprate"] <= 100 and 0 <= q["token_accuracy"] <= 100
         assert 0 <= q["refused"] <= 4
