@@ -369,11 +369,11 @@ def quantize_package(package_dir: Path, out_dir: Path) -> ModelPackage:
 
 def load_samples(data_dir: Path, count: int) -> list[np.ndarray]:
     """The first `count` CROHME 2013 model inputs of a prepared data folder, as served."""
-    from training.data import ExpressionDataset, load_split
+    from training.data import ExpressionDataset, load_split, render_all
 
     pre = PreprocessConfig.from_dict(json.loads((data_dir / "preprocess.json").read_text()))
     dataset = ExpressionDataset(load_split(data_dir / "test2013.npz"), pre)
-    return [dataset[(0, i)][0].astype(np.float32) / 255 for i in range(count)]
+    return [x.astype(np.float32) / 255 for x in render_all(dataset, count)]
 
 
 def main(argv: list[str] | None = None) -> None:

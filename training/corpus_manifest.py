@@ -1,4 +1,5 @@
-"""The corpus as a DVC dependency: a manifest of every label file's and image's SHA-256.
+"""The corpus as a DVC dependency: a manifest of the SHA-256 of every label file, InkML file
+(the strokes training reads) and image (the PNG test sets the benchmark degrades).
 
 The corpus lives outside the repository (INKTEX_DATA), so DVC cannot hash it itself; this
 stage always runs, and the prepare stage re-runs only when the manifest's content changes.
@@ -16,6 +17,7 @@ from inktex.data import SPLITS, crohme_root
 
 def corpus_manifest(root: Path) -> dict[str, str]:
     files = [root / f"{split}.tsv" for split in SPLITS]
+    files += sorted(p for split in SPLITS for p in (root / "inkml" / split).rglob("*.inkml"))
     files += sorted(p for split in SPLITS for p in (root / split).rglob("*.png"))
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 

@@ -165,6 +165,8 @@ def collate(
     }
 
 
-def render_all(dataset: ExpressionDataset) -> list[np.ndarray]:
-    """Every input of a split as served (no augmentation): validation's fixed inputs."""
-    return [dataset[(0, i)][0] for i in range(len(dataset))]
+def render_all(dataset: ExpressionDataset, limit: int = 0) -> list[np.ndarray]:
+    """The split's first `limit` inputs (0: all) as served, without augmentation:
+    validation's and scoring's fixed inputs."""
+    count = min(limit or len(dataset), len(dataset))
+    return [dataset[(0, i)][0] for i in range(count)]

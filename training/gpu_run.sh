@@ -18,7 +18,7 @@ import torch
 from training.model import ModelConfig, Recognizer
 assert torch.cuda.is_available(), "no CUDA device"
 m = Recognizer(ModelConfig(vocab_size=115)).cuda()
-x = torch.rand(8, 1, 96, 256, device="cuda")
+x = torch.rand(8, 1, 96, 512, device="cuda")
 y = torch.randint(4, 115, (8, 20), device="cuda")
 with torch.autocast("cuda", dtype=torch.bfloat16):
     loss = m(x, y).float().logsumexp(-1).mean()

@@ -1,4 +1,4 @@
-"""Score a PyTorch checkpoint on packed splits: `python -m training.score_checkpoint CKPT`.
+"""Score a PyTorch checkpoint on prepared splits: `python -m training.score_checkpoint CKPT`.
 
 For a training machine (a lent GPU) where the ONNX runtime path is not at hand; the
 pipeline's evaluate stage scores the exported package through the serving runtime instead.
@@ -15,17 +15,18 @@ import torch
 
 from inktex.metrics import score
 from training.checkpoint import load_checkpoint
+from training.data import ExpressionDataset, load_split, render_all
 from training.decoding import recognize_arrays
-from training.prepare import load_packed
 
 
 def score_checkpoint(
     checkpoint: Path, data_dir: Path, splits: list[str], beams: list[int], device: torch.device
 ) -> dict:
-    model, vocab, _, _ = load_checkpoint(checkpoint, device)
+    model, vocab, pre, _ = load_checkpoint(checkpoint, device)
     results = {}
     for split in splits:
-        images, _, labels = load_packed(data_dir / f"{split}.npz")
+        packed = load_split(data_dir / f"{split}.npz")
+        images, labels = render_all(ExpressionDataset(packed, pre)), packed.labels
         for beam in beams:
             started = time.monotonic()
             predictions = recognize_arrays(model, images, vocab, device, beam=beam)

@@ -156,7 +156,7 @@ def train(
     val_split = load_split(data_dir / "test2013.npz")
     val_count = min(tcfg.val_limit or len(val_split), len(val_split))
     val_set = ExpressionDataset(val_split, pre)
-    val_images = [val_set[(0, i)][0] for i in range(val_count)]
+    val_images = render_all(val_set, val_count)
     val_labels = val_split.labels[:val_count]
 
     model = build_model(params, vocab, device)
