@@ -32,7 +32,7 @@ from inktex.vocab import Vocabulary
 from training.augment import StrokeAugment
 from training.average import average_checkpoints
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.data import ExpressionDataset, SizeBatchSampler, collate, load_split
+from training.data import ExpressionDataset, SizeBatchSampler, collate, load_split, render_all
 from training.decoding import recognize_arrays
 from training.model import WIDTHS, ModelConfig, Recognizer, count_parameters, init_weights
 from training.presets import TrainConfig, resolve
