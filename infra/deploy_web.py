@@ -1,5 +1,6 @@
-"""Publishes the web UI after `sam deploy`: config.json from the stack's outputs, the page's
-files synced to the web bucket, the CloudFront cache invalidated (`make deploy` runs it).
+"""Publishes the web UI after `sam deploy`: config.json from the stack's outputs and the
+request limits in template.yaml, the page's files synced to the web bucket, the CloudFront
+cache invalidated (`make deploy` runs it).
 
     python infra/deploy_web.py --config-env dev          # stack and region from samconfig.toml
     python infra/deploy_web.py --stack-name inktex-dev --region eu-west-1 --dry-run
@@ -85,10 +86,21 @@ def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
     return outputs
 
 
-def render_config(outputs: dict[str, str], region: str) -> dict:
-    """config.json for AWS (docs/web.md): the API, the hosted UI, the app client, the site."""
+def template_limits(template: Path = REPO / "template.yaml") -> dict:
+    """config.json's `limits`: the request sizes the functions enforce, read from their
+    environments in template.yaml as they read them (functions/common/limits.py)."""
+    from functions.common.limits import limits_of
+    from functions.local.template import Stack  # the CloudFormation reader (intrinsic tags)
+
+    functions = Stack.from_file(template).functions()
+    return limits_of({k: f.environment for k, f in functions.items()})
+
+
+def render_config(outputs: dict[str, str], region: str, limits: dict | None = None) -> dict:
+    """config.json for AWS (docs/web.md): the API, the hosted UI, the app client, the site,
+    and the request limits (`template_limits`; `publish` always passes them)."""
     site = outputs["WebUrl"].rstrip("/") + "/"
-    return {
+    config = {
         "apiUrl": outputs["ApiUrl"].rstrip("/"),
         "authUrl": outputs["UserPoolDomain"].rstrip("/"),
         "region": region,
@@ -98,6 +110,9 @@ def render_config(outputs: dict[str, str], region: str) -> dict:
         "logoutUri": site,
         "scope": "openid email profile",
     }
+    if limits is not None:
+        config["limits"] = limits
+    return config
 
 
 def content_type(path: str) -> str:
@@ -199,7 +214,7 @@ def samconfig_target(config_env: str, path: Path = REPO / "samconfig.toml") -> t
 def publish(session, stack_name: str, web: Path = WEB, dry_run: bool = False) -> dict:
     """The whole step: outputs -> config.json -> sync -> invalidation. A summary."""
     outputs = stack_outputs(session.client("cloudformation"), stack_name)
-    config = render_config(outputs, session.region_name)
+    config = render_config(outputs, session.region_name, template_limits())
     objects = site_objects(web, config)
     done = sync(session.client("s3"), outputs["WebBucketName"], objects, dry_run)
     invalidation = None

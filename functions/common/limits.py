@@ -5,21 +5,27 @@ dropped `.json` strokes, a multipart `strokes` part). It refuses, before `json.l
 a body over its size limit and one that nests deeper than `MAX_JSON_DEPTH`: Python's JSON
 parser recurses once per level, so 100,000 `[` would otherwise end in a RecursionError, a
 500. The depth is measured in linear time with bytes operations (no recursion, no regex
-backtracking). `public_limits` is what the web UI reads from `config.json`, so the page and
-the server state the same numbers.
+backtracking). `public_limits` is what the web UI reads from `config.json` (the local stack
+serves it, `infra/deploy_web.py` renders it for AWS), built by `limits_of` from the functions'
+own environments in template.yaml, so the page and the server state the same numbers.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from functions.common.config import Settings
 from inktex.errors import InputError, RequestTooLargeError
 
 MAX_JSON_DEPTH = 32  # strokes nest 4 deep ({"strokes": [[[x, y]]]}); nothing needs more
 MAX_MULTIPART_PARTS = 16
 MAX_LATEX_CHARS = 4000  # a correction's LaTeX (POST /feedback)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
+# The functions that enforce the two sizes; template.yaml sets each in that function's
+# environment (MAX_BODY_BYTES: the API's request bodies; MAX_UPLOAD_BYTES: the drop function).
+BODY_LIMIT_FUNCTION = "ApiFunction"
+UPLOAD_LIMIT_FUNCTION = "UploadInferenceFunction"
 
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -84,3 +90,11 @@ def public_limits(max_body_bytes: int, max_upload_bytes: int) -> dict:
         "maxLatexChars": MAX_LATEX_CHARS,
         "imageTypes": list(IMAGE_TYPES),
     }
+
+
+def limits_of(environments: Mapping[str, Mapping[str, str]]) -> dict:
+    """`public_limits` from the functions' environments (logical id -> variables, as
+    template.yaml sets them), read as the functions themselves read them (`Settings`)."""
+    body = Settings.from_env(environments[BODY_LIMIT_FUNCTION]).max_body_bytes
+    upload = Settings.from_env(environments[UPLOAD_LIMIT_FUNCTION]).max_upload_bytes
+    return public_limits(body, upload)

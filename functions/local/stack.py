@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from functions.common.limits import limits_of
 from functions.local import emulator
 from functions.local.gateway import Gateway
 from functions.local.template import Stack
@@ -394,7 +395,9 @@ class LocalStack:
         return urls
 
     def web_config(self, issuer: Issuer) -> dict:
+        """The page's config.json (docs/web.md): the API, the local sign-in, the limits."""
         s = self.settings
+        functions = self.stack.functions()
         return {
             "apiUrl": s.api_url,
             "authUrl": s.api_url,
@@ -403,6 +406,8 @@ class LocalStack:
             "userPoolClientId": issuer.audience,
             "redirectUri": f"{s.api_url}/callback",
             "local": True,
+            # what the functions enforce, from the environments they run with here
+            "limits": limits_of({k: self.function_env(k, s.aws_endpoint) for k in functions}),
         }
 
     def info(self) -> dict:

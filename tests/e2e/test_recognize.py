@@ -138,6 +138,41 @@ def test_a_photo_over_the_payload_limit_is_scaled_down_first(page, tmp_path):
     page.wait_for_selector("#preview .katex")
 
 
+def test_the_size_limits_shown_are_the_ones_the_api_enforces(page, stack):
+    # config.json's limits (issue 19: the page once said 6 MB where the API took 4 MiB).
+    status, config = stack.request("GET", "/config.json")
+    assert status == 200
+    limits = config["limits"]
+    largest = limits["maxBodyBytes"]
+    shown = f"{largest / 2**20:g} MB"  # the page's sizeText: 4194304 -> "4 MB"
+
+    # The API refuses one byte more than config.json says, and not the limit itself.
+    png = {"content-type": "image/png"}
+    status, answer = stack.request("POST", "/recognize", b"\0" * (largest + 1), png)
+    assert status == 413 and f"the limit is {largest}" in answer["message"]
+    status, answer = stack.request("POST", "/recognize", b"\0" * largest, png)
+    assert status == 400 and answer["message"].startswith("not a readable image")
+
+    # The image tab states it, and takes the types the API reads.
+    page.click("#tab-image")
+    expect(page.locator("#image-limits")).to_contain_text(f"or InkML up to {shown};")
+    accept = page.get_attribute("#file", "accept").split(",")
+    assert accept[: len(limits["imageTypes"])] == limits["imageTypes"]
+
+    # A 413 names it too, whoever sends it (here API Gateway's own, which says no number).
+    def too_large(route):
+        body = json.dumps({"message": "Request Entity Too Large"})
+        route.fulfill(status=413, content_type="application/json", body=body)
+
+    page.route("**/recognize", too_large)
+    page.click("#tab-draw")
+    replay_inkml(page, INKML / "27_em_120.inkml")
+    page.click("#recognize-ink")
+    expect(page.locator("#banner-text")).to_have_text(
+        f"That input is larger than the API accepts ({shown}): use a smaller image."
+    )
+
+
 def test_editing_the_latex_updates_the_live_preview(page):
     replay_inkml(page, INKML / "27_em_120.inkml")
     recognise_and_capture(page)

@@ -1,5 +1,6 @@
 // The HTTP API's client. Every failure becomes an ApiError whose message a person can act on:
 // the API's own `{"message": ...}` for a rejected input, a plain sentence otherwise.
+import { sizeText } from './config.js';
 
 export class ApiError extends Error {
   constructor(message, { status = 0, network = false } = {}) {
@@ -14,13 +15,16 @@ const sentence = (text) => {
   return t ? t[0].toUpperCase() + t.slice(1) : '';
 };
 
-function explain(status, message, signedIn) {
+function explain(status, message, signedIn, limits) {
   if (status === 401) {
     return signedIn ? 'Your session has expired: sign in again.' : 'Sign in first: this needs an account.';
   }
   if (status === 403) return sentence(message) || 'You are not allowed to do that.';
   if (status === 404) return sentence(message) || 'Not found: it may have been deleted.';
-  if (status === 413) return 'That input is larger than the API accepts (6 MB): use a smaller image.';
+  if (status === 413) {
+    const largest = limits ? ` (${sizeText(limits.maxBodyBytes)})` : '';
+    return `That input is larger than the API accepts${largest}: use a smaller image.`;
+  }
   if (status === 429) {
     // The local stack names the route's limits; API Gateway says only "Too Many Requests".
     const limits = String(message || '').replace(/^Too Many Requests:?\s*/i, '');
@@ -39,6 +43,7 @@ export class Api {
   constructor(config, auth) {
     this.base = config.apiUrl;
     this.local = config.local;
+    this.limits = config.limits;
     this.auth = auth;
   }
 
@@ -58,7 +63,7 @@ export class Api {
     if (!response.ok) {
       const payload = await response.json().catch(() => null);
       if (response.status === 401 && token) this.auth.forget();
-      throw new ApiError(explain(response.status, payload?.message, Boolean(token)), {
+      throw new ApiError(explain(response.status, payload?.message, Boolean(token), this.limits), {
         status: response.status,
       });
     }

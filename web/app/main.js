@@ -2,10 +2,10 @@
 // (#/ recognise, #/history, #/models). Plain ES modules, no bundler; see docs/web.md.
 import { Api, ApiError } from './api.js';
 import { Auth } from './auth.js';
-import { loadConfig } from './config.js';
+import { loadConfig, sizeText } from './config.js';
 import { $ } from './dom.js';
 import { HistoryView } from './history.js';
-import { fileFrom, ImageRejected, prepareFile } from './images.js';
+import { fileFrom, ImageRejected, prepareFile, typeNames } from './images.js';
 import { InkCanvas } from './ink.js';
 import { ModelsView } from './models.js';
 import { ResultPanel } from './result.js';
@@ -170,6 +170,17 @@ class App {
     name.hidden = !signedIn;
     name.textContent = signedIn ? this.auth.userName : '';
     document.body.dataset.signedIn = String(signedIn);
+    this.#showImageLimits(signedIn);
+  }
+
+  /** What the image tab takes, in config.json's numbers (the API's own limits). */
+  #showImageLimits(signedIn) {
+    const { maxBodyBytes, maxUploadBytes, imageTypes } = this.config.limits;
+    const larger = signedIn && maxUploadBytes > maxBodyBytes
+      ? `larger photos are uploaded whole up to ${sizeText(maxUploadBytes)}, bigger ones scaled down first`
+      : 'larger photos are scaled down first';
+    $('#image-limits').textContent = `You can also paste one (Ctrl+V). ${typeNames(imageTypes, 'InkML')} up to ${sizeText(maxBodyBytes)}; ${larger}.`;
+    $('#file').accept = [...imageTypes, '.inkml', 'application/inkml+xml'].join(',');
   }
 
   // --- input -------------------------------------------------------------------------------
@@ -238,7 +249,7 @@ class App {
       e.preventDefault();
       const file = fileFrom(e.dataTransfer);
       if (file) this.#useFile(file);
-      else this.fail(new ImageRejected('Drop an image file (PNG, JPEG, WebP, BMP) or an InkML file.'));
+      else this.fail(new ImageRejected(`Drop an image file (${typeNames(this.config.limits.imageTypes)}) or an InkML file.`));
     });
     document.addEventListener('paste', (e) => {
       const file = fileFrom(e.clipboardData);
@@ -253,7 +264,7 @@ class App {
     this.#selectTab('image');
     let prepared;
     try {
-      prepared = await prepareFile(file, { canUpload: this.auth.signedIn });
+      prepared = await prepareFile(file, { canUpload: this.auth.signedIn, limits: this.config.limits });
     } catch (error) {
       this.fail(error);
       return;
