@@ -249,7 +249,7 @@ def create_feedback(correction: FeedbackRequest):
     return _json(201 if created else 200, {**_public(item), "duplicate": not created})
 
 
-@app.get("/retraining", summary="Pending corrections, the threshold, the job, the decisions")
+@app.get("/retraining", summary="Examples waiting to retrain on, the threshold, the job, decisions")
 def get_retraining():
     _owner()
     services = wiring.services()

@@ -307,13 +307,14 @@ def _held_reason(
 def feedback_note(item: dict) -> dict:
     """What a prediction record keeps of its feedback (`feedback`; the history shows it).
 
-    `status`: "confirmed" (the prediction was right), "corrected" (a correction that counts
-    towards retraining) or "held" (a correction kept but never trained on: suspicious, sent
-    without consent, changed too often, or of a prediction already used in training).
+    `status`: "confirmed" (the prediction was right) or "corrected", both counting towards
+    retraining alike (docs/feedback-loop.md), or "held": kept but never trained on (sent
+    without consent, suspicious, changed too often, or of a prediction already used in
+    training), a confirmation as a correction; `kind` says which it was.
     """
     kind = item["assessment"]["kind"]
-    held = "held" if item["held"] else "corrected"
-    status = "confirmed" if kind == "confirmation" else held
+    counts = "confirmed" if kind == "confirmation" else "corrected"
+    status = "held" if item["held"] else counts
     return {
         "id": item["id"],
         "status": status,

@@ -1,4 +1,8 @@
-"""Pending corrections -> one claimed batch -> exactly one training job; and back on failure.
+"""Pending votes -> one claimed batch -> exactly one training job; and back on failure.
+
+A vote is one prediction's example kept for training: a consented correction or confirmation
+alike (docs/feedback-loop.md, "What counts towards retraining"), one object under
+`feedback/pending/`. Below, "correction" means either.
 
 The claim (`claim_feedback_batch`) is safe under duplicate and concurrent S3 deliveries
 without any lock service, using S3 conditional writes only:

@@ -1,5 +1,5 @@
 // Model status: the production version and its metrics (GET /models), and the feedback loop's
-// state (GET /retraining): corrections pending towards the threshold, the running job, and the
+// state (GET /retraining): examples waiting towards the threshold, the running job, and the
 // latest promotion decisions with their scores and reasons; and, signed in, the charts of
 // usage and quality over time (GET /stats, stats.js).
 import { $, h, when } from './dom.js';
@@ -17,8 +17,9 @@ const LABELS = {
   samples: 'Expressions evaluated',
   latency_ms: 'Latency',
 };
-// What GET /retraining counts (docs/feedback-loop.md): one example per prediction, kept only
-// with consent and when not held as suspicious.
+// What GET /retraining counts (docs/feedback-loop.md): one example per prediction, a correction
+// or a confirmation alike, kept only with consent and when not held; `pending` is what counts
+// (within each person's daily share), `waiting` the rest, left for a later batch.
 export const EXAMPLES_NOTE =
   'An example is a correction or a confirmation sent with consent: your input with its right LaTeX. Both teach the model; confirmations keep it from forgetting what it already reads.';
 const RATES = new Set(['exprate', 'le1', 'le2', 'token_accuracy', 'wer', 'bleu']);

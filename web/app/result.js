@@ -158,7 +158,7 @@ export class ResultPanel {
       // What the API now keeps on the record (functions/common/feedback.py, feedback_note).
       const held = Boolean(item.held);
       record.feedback = {
-        status: kind === 'confirmation' ? 'confirmed' : held ? 'held' : 'corrected',
+        status: held ? 'held' : kind === 'confirmation' ? 'confirmed' : 'corrected',
         kind,
         latex: item.corrected_latex || latex,
         consent,
@@ -167,6 +167,7 @@ export class ResultPanel {
       const words = [item.duplicate ? 'You sent this already: it is recorded.' : kind === 'confirmation' ? 'Marked as correct. Thank you!' : 'Correction recorded. Thank you!'];
       if (!consent) words.push('It will not be used for training (no consent).');
       else if (item.held && item.assessment?.suspicious) words.push(`It is kept out of training for review: ${item.assessment.reason}.`);
+      else if (item.held) words.push(`It is kept out of training: ${item.held_reason || 'held'}.`);
       status.textContent = words.join(' ');
       const pending = await this.#pending();
       if (pending) status.textContent += ` ${pending}`;
@@ -200,11 +201,12 @@ export function feedbackOf(item) {
 }
 
 /**
- * A feedback's status in a few words: "Marked correct", "Corrected", or "Corrected (not for
- * training)" when it is held (sent without consent, or held for review as suspicious).
+ * A feedback's status in a few words: "Marked correct" or "Corrected", and "(not for
+ * training)" when it is held (sent without consent, suspicious, changed too often): a held
+ * confirmation does not count towards retraining any more than a held correction.
  */
 export function feedbackText(feedback) {
   if (!feedback) return '';
-  if (feedback.status === 'confirmed' || feedback.kind === 'confirmation') return 'Marked correct';
-  return feedback.status === 'held' ? 'Corrected (not for training)' : 'Corrected';
+  const said = feedback.kind === 'confirmation' || feedback.status === 'confirmed' ? 'Marked correct' : 'Corrected';
+  return feedback.status === 'held' ? `${said} (not for training)` : said;
 }
