@@ -34,6 +34,7 @@ ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "MPO"}  # MPO: a phone's JPEG (
 # The encoder downsamples 16x: inputs at the writer's scale are padded to a multiple of it, so
 # that an input alone and the same input padded in a batch see the same pixels in every layer.
 STRIDE = 16
+SIZE_SIDE = 512  # px: the longest side a photo's writing size is measured at
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def scale_to_input(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     top, bottom, left, right = crop_box(ink, cfg.ink_threshold)
     crop = ink[top:bottom, left:right]
     h, w = crop.shape
-    scale = cfg.symbol_height / ink_size(crop, cfg.ink_threshold)
+    scale = cfg.symbol_height / _writing_size(crop, cfg.ink_threshold)
     scale *= shrink_factor(h * scale, w * scale, cfg)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(
@@ -195,6 +196,15 @@ def strokes_to_input(
         strokes = [s * factor for s in strokes]
     ink = render_at_scale(strokes, cfg.margin, line_width)
     return pad_to_stride(_normalise_contrast(ink), cfg)
+
+
+def _writing_size(crop: np.ndarray, threshold: float) -> float:
+    """`ink_size` of a cropped ink map, measured on a copy of at most SIZE_SIDE pixels a
+    side: a large photo's blobs cost time with their number of runs, not their accuracy."""
+    factor = max(1, math.ceil(max(crop.shape) / SIZE_SIDE))
+    if factor > 1:
+        crop = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").reduce(factor))
+    return ink_size(crop, threshold) * factor
 
 
 def pad_batch(inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
