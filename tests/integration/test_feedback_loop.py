@@ -56,21 +56,15 @@ WRECKING_LR = "0.1"
 def degraded_model(tmp_path_factory) -> Path:
     """A tiny model that knew the fixtures, with noise on its weights: exported, with its
     checkpoint as checkpoint.pt in the package folder."""
-    import numpy as np
 
-    from inktex.preprocess import PreprocessConfig
-    from model_export.export import export_package
+    from model_export.export import export_package, load_samples
     from training.checkpoint import load_checkpoint, save_checkpoint
-    from training.prepare import prepare
+    from training.prepare import TINY_INPUT, prepare, tiny_corpus
     from training.train import train
 
     work = tmp_path_factory.mktemp("model")
-    corpus = work / "corpus"
-    for split in ("train", "test2013"):
-        shutil.copytree(FIXTURES, corpus / split)
-        shutil.copy(FIXTURES / "labels.tsv", corpus / f"{split}.tsv")
-    small = PreprocessConfig(height=48, width=128)  # a quarter of the pixels: twice as fast
-    prepare(corpus, work / "data", small, splits=("train", "test2013"))
+    corpus = tiny_corpus(work / "corpus")
+    prepare(corpus, work / "data", TINY_INPUT, splits=("train", "test2013"))
     overrides = {
         "epochs": 300,
         "lr": 0.02,
@@ -94,7 +88,7 @@ def degraded_model(tmp_path_factory) -> Path:
                 weights.add_(torch.randn(weights.shape, generator=noise) * 0.5 * weights.std())
     checkpoint = work / "degraded.pt"
     save_checkpoint(checkpoint, model, vocab, pre)
-    samples = np.load(work / "data" / "test2013.npz")["images"][:4].astype(np.float32) / 255
+    samples = load_samples(work / "data", 4)
     package = work / "production"
     export_package(checkpoint, package, samples)
     shutil.copy(checkpoint, package / "checkpoint.pt")
