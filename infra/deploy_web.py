@@ -98,7 +98,7 @@ def template_limits(template: Path = REPO / "template.yaml") -> dict:
 
 def render_config(outputs: dict[str, str], region: str, limits: dict | None = None) -> dict:
     """config.json for AWS (docs/web.md): the API, the hosted UI, the app client, the site,
-    and the request limits (`template_limits`; `publish` always passes them)."""
+    and the request limits (`limits`, by default `template_limits()`)."""
     site = outputs["WebUrl"].rstrip("/") + "/"
     config = {
         "apiUrl": outputs["ApiUrl"].rstrip("/"),
@@ -109,9 +109,8 @@ def render_config(outputs: dict[str, str], region: str, limits: dict | None = No
         "redirectUri": site,  # the app finishes a sign-in on any path; the root is allowed
         "logoutUri": site,
         "scope": "openid email profile",
+        "limits": template_limits() if limits is None else limits,
     }
-    if limits is not None:
-        config["limits"] = limits
     return config
 
 
@@ -214,7 +213,7 @@ def samconfig_target(config_env: str, path: Path = REPO / "samconfig.toml") -> t
 def publish(session, stack_name: str, web: Path = WEB, dry_run: bool = False) -> dict:
     """The whole step: outputs -> config.json -> sync -> invalidation. A summary."""
     outputs = stack_outputs(session.client("cloudformation"), stack_name)
-    config = render_config(outputs, session.region_name, template_limits())
+    config = render_config(outputs, session.region_name)
     objects = site_objects(web, config)
     done = sync(session.client("s3"), outputs["WebBucketName"], objects, dry_run)
     invalidation = None

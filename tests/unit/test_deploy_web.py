@@ -147,6 +147,7 @@ def test_config_json_comes_from_the_stacks_outputs(aws):
         "redirectUri": "https://d111111abcdef8.cloudfront.net/",
         "logoutUri": "https://d111111abcdef8.cloudfront.net/",
         "scope": "openid email profile",
+        "limits": deploy_web.template_limits(),
     }
     # every key the page reads (web/config.example.json documents them)
     example = json.loads((REPO / "web" / "config.example.json").read_text())
