@@ -27,9 +27,12 @@ print("smoke ok:", torch.__version__, torch.cuda.get_device_name(), float(loss))
 PY
 
 echo "== train for $MINUTES minutes"
+# From trained weights BatchNorm stays on their running statistics (a fixed affine map), so
+# that padded, size-bucketed batches normalise as serving does from the first step.
+FREEZE=$([ -n "$INIT" ] && echo true || echo false)
 python3 -m training.train --data "$DATA" --out /tmp/run --no-resume --mirror "$OUT" \
   --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
-  --set train.init="$INIT" \
+  --set train.init="$INIT" --set train.freeze_batchnorm="$FREEZE" \
   ${EXTRA_SET:-} \
   2>&1 | tee "$OUT/train.log"
 cp /tmp/run/log.jsonl "$OUT/" 2>/dev/null || true
