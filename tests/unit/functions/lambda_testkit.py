@@ -46,3 +46,17 @@ FIXTURES_INKML = INKML
 def load_event(name: str) -> dict:
     """A sample event from events/ (a fresh copy: tests may edit it)."""
     return copy.deepcopy(json.loads((EVENTS / name).read_text()))
+
+
+def call_api(event: dict, lambda_context) -> tuple[int, dict]:
+    """The API handler's status and decoded JSON body for an event."""
+    from functions.api import app as api  # after ENV is set, as every handler
+
+    response = api.lambda_handler(event, lambda_context)
+    return response["statusCode"], json.loads(response.get("body") or "null")
+
+
+def as_user(event: dict, sub: str) -> dict:
+    """The event as signed in by user `sub` (the JWT authorizer's claims)."""
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
+    return event

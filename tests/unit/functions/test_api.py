@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from lambda_testkit import TINY_MODEL, load_event
+from lambda_testkit import TINY_MODEL, as_user, load_event
 
 from functions.api import app as api
 
@@ -25,11 +25,6 @@ def with_body(event: dict, body: bytes, content_type: str) -> dict:
     event["body"] = base64.b64encode(body).decode()
     event["isBase64Encoded"] = True
     event["headers"]["content-type"] = content_type
-    return event
-
-
-def as_user(event: dict, sub: str) -> dict:
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
     return event
 
 

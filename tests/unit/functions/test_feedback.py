@@ -8,26 +8,15 @@ import math
 
 import numpy as np
 import pytest
-from lambda_testkit import TINY_MODEL, load_event
+from lambda_testkit import TINY_MODEL, as_user, call_api, load_event
 
-from functions.api import app as api
 from functions.common import feedback
 from inktex.likelihood import correction_likelihood, sequence_likelihoods
 from inktex.runtime import OnnxRecognizer
 
 
-def call(event: dict, lambda_context) -> tuple[int, dict]:
-    response = api.lambda_handler(event, lambda_context)
-    return response["statusCode"], json.loads(response.get("body") or "null")
-
-
-def as_user(event: dict, sub: str) -> dict:
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
-    return event
-
-
 def predict(lambda_context, sub: str = "user-1") -> dict:
-    status, body = call(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
+    status, body = call_api(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
     assert status == 201, body
     return body
 
@@ -35,7 +24,7 @@ def predict(lambda_context, sub: str = "user-1") -> dict:
 def send(lambda_context, payload: dict, sub: str = "user-1") -> tuple[int, dict]:
     event = as_user(load_event("api_create_feedback.json"), sub)
     event["body"] = base64.b64encode(json.dumps(payload).encode()).decode()
-    return call(event, lambda_context)
+    return call_api(event, lambda_context)
 
 
 def objects(aws, prefix: str) -> list[str]:
@@ -144,7 +133,7 @@ def test_unknown_or_someone_elses_prediction_is_404(aws, production, lambda_cont
 
 
 def history(lambda_context, sub: str = "user-1") -> list[dict]:
-    status, body = call(as_user(load_event("api_list_predictions.json"), sub), lambda_context)
+    status, body = call_api(as_user(load_event("api_list_predictions.json"), sub), lambda_context)
     assert status == 200, body
     return body["items"]
 
@@ -168,14 +157,14 @@ def test_the_prediction_record_carries_its_feedback_status(aws, production, lamb
     event = as_user(load_event("api_get_prediction.json"), "user-1")
     event["pathParameters"] = {"prediction_id": corrected["id"]}
     event["rawPath"] = f"/predictions/{corrected['id']}"
-    status, record = call(event, lambda_context)
+    status, record = call_api(event, lambda_context)
     assert status == 200 and record["feedback"]["latex"] == "x ^ { 3 }"
 
 
 def test_feedback_needs_a_signed_in_user(aws, production, lambda_context):
     event = load_event("api_create_feedback.json")
     event["requestContext"].pop("authorizer")
-    assert call(event, lambda_context)[0] == 401
+    assert call_api(event, lambda_context)[0] == 401
 
 
 def test_retraining_state_shows_pending_and_threshold(aws, production, lambda_context):
@@ -184,7 +173,7 @@ def test_retraining_state_shows_pending_and_threshold(aws, production, lambda_co
     )
     pred = predict(lambda_context)
     send(lambda_context, {"prediction_id": pred["id"], "latex": "x+1", "consent": True})
-    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    status, body = call_api(load_event("api_get_retraining.json"), lambda_context)
     assert status == 200, body
     assert body["pending"] == 1 and body["threshold"] == 3
     assert body["running_job"] is None and body["decisions"] == []
@@ -242,7 +231,7 @@ def test_a_later_correction_replaces_the_vote_and_flipping_holds_it(
     assert fifth["held"] and fifth["revisions"] == 4 and "changed 4 times" in fifth["held_reason"]
     assert objects(aws, "feedback/pending/") == []
     assert objects(aws, "feedback/held/") == [f"feedback/held/{first['id']}.json"]
-    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    status, body = call_api(load_event("api_get_retraining.json"), lambda_context)
     assert body["pending"] == 0
     record = history(lambda_context)[0]
     assert record["feedback"]["status"] == "held" and record["feedback"]["latex"].endswith("9 }")
@@ -257,7 +246,7 @@ def test_a_replaced_vote_counts_once_towards_retraining(aws, production, lambda_
     pending = objects(aws, "feedback/pending/")  # a vote the model doubts is held instead
     key = pending + objects(aws, "feedback/held/")
     assert len(key) == 2  # two predictions, two votes
-    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    status, body = call_api(load_event("api_get_retraining.json"), lambda_context)
     assert status == 200 and body["pending"] == len(pending)
     # the stored vote is the latest correction
     items = [

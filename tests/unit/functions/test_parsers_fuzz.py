@@ -16,9 +16,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lambda_testkit import load_event
+from lambda_testkit import call_api, load_event
 
-from functions.api import app as api
 from functions.common import limits, submissions
 from inktex.errors import InputError
 
@@ -134,11 +133,6 @@ def test_a_multipart_strokes_part_that_is_not_json_is_a_400():
 # --- through the handlers ------------------------------------------------------------------
 
 
-def call(event: dict, lambda_context) -> tuple[int, dict]:
-    response = api.lambda_handler(event, lambda_context)
-    return response["statusCode"], json.loads(response.get("body") or "null")
-
-
 def with_body(name: str, body: bytes, content_type: str | None = None) -> dict:
     event = load_event(name)
     event["body"] = base64.b64encode(body).decode()
@@ -161,7 +155,7 @@ HOSTILE = [
 def test_the_bodies_of_issue_19_get_a_4xx(
     aws, production, lambda_context, route, body, content_type
 ):
-    status, answer = call(with_body(route, body, content_type), lambda_context)
+    status, answer = call_api(with_body(route, body, content_type), lambda_context)
     assert 400 <= status < 500, answer
     assert set(answer) == {"message"}
 
@@ -173,5 +167,5 @@ def test_the_bodies_of_issue_19_get_a_4xx(
     st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
 )
 def test_no_body_gets_a_5xx(aws, production, lambda_context, route, content_type, body):
-    status, _ = call(with_body(route, body, content_type), lambda_context)
+    status, _ = call_api(with_body(route, body, content_type), lambda_context)
     assert status < 500

@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from lambda_testkit import ENV, load_event
+from lambda_testkit import ENV, as_user, call_api, load_event
 
-from functions.api import app as api
 from functions.common import wiring
 from functions.common.feedback_store import FeedbackStore, vote_id
 from functions.common.retraining import FeedbackBatches
@@ -80,26 +79,16 @@ def store_corrections(aws, n: int, start: int) -> None:
     assert FeedbackBatches(aws.s3, aws.data_bucket).claim(1, daily_cap=10**6) is not None
 
 
-def call(event: dict, lambda_context) -> tuple[int, dict]:
-    response = api.lambda_handler(event, lambda_context)
-    return response["statusCode"], json.loads(response.get("body") or "null")
-
-
-def as_user(event: dict, sub: str) -> dict:
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
-    return event
-
-
 def one_users_day(recorder: Recorder, lambda_context, sub: str) -> dict[str, list[str]]:
     """A user predicts, corrects, changes the correction, the trigger runs, the user
     deletes the prediction and then erases everything: the calls of each step."""
-    _, pred = call(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
+    _, pred = call_api(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
 
     def correct(latex: str):
         event = as_user(load_event("api_create_feedback.json"), sub)
         payload = {"prediction_id": pred["id"], "latex": latex, "consent": True}
         event["body"] = base64.b64encode(json.dumps(payload).encode()).decode()
-        status, body = call(event, lambda_context)
+        status, body = call_api(event, lambda_context)
         assert status == 201, body
         return body
 
@@ -110,17 +99,17 @@ def one_users_day(recorder: Recorder, lambda_context, sub: str) -> dict[str, lis
         event = as_user(load_event("api_delete_prediction.json"), sub)
         event["pathParameters"] = {"prediction_id": pred["id"]}
         event["rawPath"] = f"/predictions/{pred['id']}"
-        assert call(event, lambda_context)[0] == 204
+        assert call_api(event, lambda_context)[0] == 204
 
     def erase():
         event = as_user(load_event("api_delete_prediction.json"), sub)
         event.update(routeKey="DELETE /me", rawPath="/me", pathParameters=None)
         event["requestContext"]["http"]["path"] = "/me"
         event["requestContext"]["routeKey"] = "DELETE /me"
-        status, body = call(event, lambda_context)
+        status, body = call_api(event, lambda_context)
         assert status == 200 and body["erased"]["predictions"] == 1, body
 
-    _, kept = call(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
+    _, kept = call_api(as_user(load_event("api_create_prediction.json"), sub), lambda_context)
     steps = {
         "correction": lambda: correct("x+1"),
         "replacement": lambda: correct("x+2"),
