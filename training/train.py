@@ -324,6 +324,7 @@ def train(
     while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
         train_mode(model, tcfg.freeze_batchnorm)
         sampler.epoch = state["epoch"]
+        seen, rate_since = 0, time.monotonic()  # training inputs a second, for the log
         bar = tqdm(
             loader,
             desc=f"epoch {state['epoch'] + 1}",
@@ -352,13 +353,18 @@ def train(
             optimizer.step()
             state["step"] += 1
             tick()
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}", refresh=False)
+            seen += len(batch["images"]) * world
+            rate = seen / max(time.monotonic() - rate_since, 1e-9)  # validation excluded
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}", img_s=f"{rate:.1f}", refresh=False
+            )
             if state["step"] % 20 == 0:
                 tracker.log(
                     {
                         "train/loss": loss.item(),
                         "train/token_accuracy": accuracy,
                         "train/lr": optimizer.param_groups[0]["lr"],
+                        "train/images_per_s": rate,
                     },
                     step=state["step"],
                 )
@@ -367,6 +373,7 @@ def train(
             if tcfg.val_every_minutes and time.monotonic() - last_val > tcfg.val_every_minutes * 60:
                 stop = _sync_stop(validate_and_save(), world, device)
                 last_val = time.monotonic()
+                seen, rate_since = 0, time.monotonic()
                 if stop:
                     break
         else:
