@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch from this machine's disk first, so nothing resolves it to another build
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q torch==2.14.1
 	$(BIN)/pip install -q -e '.[serve,train,dev,local]'
 	touch $@
 
