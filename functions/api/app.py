@@ -305,7 +305,7 @@ def health():
 
 # The routes the metrics function serves behind the same HTTP API (template.yaml), so that
 # one document describes the whole API. That function's code is not in this one's package;
-# tests/unit/functions/test_first_use.py keeps these equal to its own routes.
+# tests/unit/functions/test_api_first_use.py keeps these equal to its own routes.
 METRICS_ROUTES = {
     "/metrics": {
         "get": {
