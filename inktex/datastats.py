@@ -25,26 +25,34 @@ def symbol_heights(strokes: list[np.ndarray], symbols) -> list[float]:
     return [float(np.ptp(np.concatenate([strokes[i] for i in s.strokes])[:, 1])) for s in symbols]
 
 
+def size_summary(ink_sizes: np.ndarray, cfg: PreprocessConfig) -> dict:
+    """Input heights and widths (percentiles, px) for ink boxes (N, 2) at the scale, and how
+    many inputs must shrink to fit the largest."""
+    ink = np.asarray(ink_sizes, dtype=float).reshape(-1, 2) + cfg.line_width
+    shrunk = sum(shrink_factor(h, w, cfg) < 1 for h, w in ink)
+    sizes = ink + 2 * cfg.margin
+    return {
+        "height_px": _percentiles(sizes[:, 0]),
+        "width_px": _percentiles(sizes[:, 1]),
+        "shrunk": int(shrunk),
+    }
+
+
 def split_stats(root: Path, split: str, cfg: PreprocessConfig) -> dict:
     report = SkipReport()
     heights: dict[str, list[float]] = defaultdict(list)  # subset -> symbols' median heights
-    sizes, shrunk = [], 0
+    ink_sizes = []
     for sample in iter_inkml_split(root, split, report):
         strokes = normalise_strokes(sample.ink.strokes, cfg.symbol_height)
-        h, w = np.ptp(np.concatenate(strokes), axis=0)[::-1] + cfg.line_width
-        shrunk += shrink_factor(h, w, cfg) < 1
-        sizes.append((h + 2 * cfg.margin, w + 2 * cfg.margin))
+        ink_sizes.append(np.ptp(np.concatenate(strokes), axis=0)[::-1])
         symbols = symbol_heights(strokes, sample.ink.symbols)
         if symbols:
             subset = sample.name.split("/")[0] if "/" in sample.name else split
             heights[subset].append(float(np.median(symbols)))
-    size = np.array(sizes).reshape(-1, 2)
     return {
-        "read": len(sizes),
+        "read": len(ink_sizes),
         **report.summary(),
-        "height_px": _percentiles(size[:, 0]),
-        "width_px": _percentiles(size[:, 1]),
-        "shrunk": int(shrunk),
+        **size_summary(np.array(ink_sizes), cfg),
         "median_symbol_height_px": {
             subset: round(float(np.median(v)), 1) for subset, v in sorted(heights.items())
         },

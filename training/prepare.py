@@ -22,8 +22,9 @@ import yaml
 from tqdm import tqdm
 
 from inktex.data import SPLITS, InkSample, SkipReport, crohme_root, iter_inkml_split
+from inktex.datastats import size_summary
 from inktex.ink import Strokes
-from inktex.preprocess import PreprocessConfig, shrink_factor
+from inktex.preprocess import PreprocessConfig
 from inktex.scale import normalise_strokes
 from inktex.vocab import Vocabulary
 
@@ -133,22 +134,6 @@ def pack_split(samples: list[InkSample], cfg: PreprocessConfig, workers: int = 2
     )
 
 
-def size_report(packed: PackedSplit, cfg: PreprocessConfig) -> dict:
-    """Input sizes at the one scale (percentiles) and how many must shrink to fit."""
-    sizes = packed.ink_sizes() + 2 * cfg.margin + cfg.line_width
-    factors = np.array([shrink_factor(h, w, cfg) for h, w in sizes - 2 * cfg.margin])
-    pct = [50, 90, 99, 100]
-
-    def percentiles(values: np.ndarray) -> dict[str, float]:
-        return dict(zip(map(str, pct), np.percentile(values, pct).round(0).tolist(), strict=True))
-
-    return {
-        "height_px": percentiles(sizes[:, 0]),
-        "width_px": percentiles(sizes[:, 1]),
-        "shrunk": int((factors < 1).sum()),
-    }
-
-
 # The writer's scale at half size: what tiny models (tests, the benchmark's stand-in) read.
 TINY_INPUT = PreprocessConfig(symbol_height=12, height=192, width=1024, margin=4, line_width=1)
 
@@ -179,7 +164,7 @@ def prepare(root: Path, out_dir: Path, cfg: PreprocessConfig, splits=SPLITS, lim
         packed = pack_split(samples, cfg)
         packed.save(out_dir / f"{split}.npz")
         report[split] = {"read": read, "packed": len(packed), **skips.summary()}
-        report[split].update(size_report(packed, cfg))
+        report[split].update(size_summary(packed.ink_sizes(), cfg))
         if split == "train":
             Vocabulary.build(packed.labels).save(out_dir / "vocab.json")
     (out_dir / "preprocess.json").write_text(json.dumps(cfg.to_dict(), indent=2))
