@@ -22,8 +22,8 @@ import boto3
 import iam_policy
 import pytest
 from iam_policy import Need
-from lambda_testkit import ENV, INKML, load_event
-from test_api import as_user, at
+from lambda_testkit import ENV, INKML, as_user, load_event
+from test_api import at
 from test_retraining import add_feedback
 from test_training_events import JOB, candidate
 from test_upload_inference import put_upload

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from lambda_testkit import FIXTURES_INKML, TINY_MODEL, load_event
+from lambda_testkit import FIXTURES_INKML, TINY_MODEL, call_api, load_event
 from test_retraining import add_feedback, keys
 
 from functions.common import promotion, wiring
@@ -107,15 +107,13 @@ def test_a_candidate_that_is_not_better_stays_a_candidate(
 def test_decisions_are_visible_through_the_api(
     aws, production, claimed, lambda_context, monkeypatch
 ):
-    from test_feedback import call
-
     candidate(aws)
     fake_scores(monkeypatch, cand=0.1, prod=0.25)
     app.lambda_handler(load_event("training_job_completed.json"), lambda_context)
-    status, body = call(load_event("api_get_retraining.json"), lambda_context)
+    status, body = call_api(load_event("api_get_retraining.json"), lambda_context)
     assert status == 200 and body["decisions"][0]["decision"] == "rejected"
     assert body["latest_batch"]["state"] == "completed" and body["running_job"] is None
-    status, models = call(load_event("api_get_models.json"), lambda_context)
+    status, models = call_api(load_event("api_get_models.json"), lambda_context)
     assert models["latest_decision"]["decision"] == "rejected"
     assert models["latest_decision"]["candidate"]["eval"] == {"exprate": 0.1}
 
