@@ -18,23 +18,27 @@ from functions.feedback_trigger import app as trigger
 THRESHOLD = ENV["RETRAINING_THRESHOLD_PARAMETER"]
 
 
-class AtomicConditionalWrites:
-    """An S3 client whose conditional PUTs are atomic, as S3's are (moto's are not).
+class AtomicRequests:
+    """An S3 client whose every request is atomic, as S3's are. moto's in-process backend is
+    not: it checks conditional PUTs without a lock, and a read racing the deletion of the
+    same object can find its buffer closed (ValueError), where S3 answers one or the other.
 
     The local stack's emulator does the same; the claim relies on nothing else.
     """
 
     def __init__(self, s3):
-        self._s3, self._lock = s3, threading.Lock()
-
-    def put_object(self, **kwargs):
-        if "IfNoneMatch" in kwargs or "IfMatch" in kwargs:
-            with self._lock:
-                return self._s3.put_object(**kwargs)
-        return self._s3.put_object(**kwargs)
+        self._s3, self.lock = s3, threading.RLock()
 
     def __getattr__(self, name):
-        return getattr(self._s3, name)
+        attribute = getattr(self._s3, name)
+        if not callable(attribute):
+            return attribute
+
+        def atomic(*args, **kwargs):
+            with self.lock:
+                return attribute(*args, **kwargs)
+
+        return atomic
 
 
 def add_feedback(aws, n: int, start: int = 0) -> list[str]:
@@ -168,7 +172,7 @@ def test_a_correction_sent_again_after_its_claim_is_not_used_twice(
 def test_concurrent_claims_make_one_batch_and_lose_nothing(aws, threshold, round_):
     """Many claimers at once (duplicate and concurrent S3 deliveries): one winner per batch,
     every correction in exactly one batch or still pending; repeated 25 times."""
-    s3 = AtomicConditionalWrites(aws.s3)
+    s3 = AtomicRequests(aws.s3)
     ids = add_feedback(aws, 7)
     batches = FeedbackBatches(s3, aws.data_bucket)
     barrier = threading.Barrier(8)
@@ -188,13 +192,14 @@ def test_concurrent_claims_make_one_batch_and_lose_nothing(aws, threshold, round
 
 def test_concurrent_claims_over_successive_batches(aws, threshold):
     """Claims racing while new feedback arrives: each correction lands in one batch."""
-    s3 = AtomicConditionalWrites(aws.s3)
+    s3 = AtomicRequests(aws.s3)
     batches = FeedbackBatches(s3, aws.data_bucket)
     ids = []
 
     def worker(i):
         if i % 2 == 0:
-            ids.extend(add_feedback(aws, 2, start=100 + i))
+            with s3.lock:  # a correction's objects arrive as one request's would
+                ids.extend(add_feedback(aws, 2, start=100 + i))
         return batches.claim(3)
 
     with ThreadPoolExecutor(6) as pool:
