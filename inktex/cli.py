@@ -213,7 +213,8 @@ def run_data_show(args: argparse.Namespace) -> int:
     if args.augment:
         from training.augment_sheet import augment_sheet  # numpy only, in the training code
 
-        rate = augment_sheet(root, args.split, args.out, n=args.n, seed=args.seed)
+        cfg = pipeline_scale(REPO_ROOT / "params.yaml")
+        rate = augment_sheet(root, args.split, args.out, cfg, n=args.n, seed=args.seed)
         print(f"wrote {args.out}; rendered augmented inputs at {rate:.0f} per second on one core")
         return 0
     stats = datashow.show(root, args.split, outputs, n=args.n, seed=args.seed)
@@ -222,12 +223,18 @@ def run_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_data_stats(args: argparse.Namespace) -> int:
+def pipeline_scale(params: Path) -> PreprocessConfig:
+    """The writer's scale the pipeline prepares at: params.yaml's prepare section."""
     import yaml
 
-    cfg = PreprocessConfig.from_dict(yaml.safe_load(args.params.read_text())["prepare"])
+    cfg = PreprocessConfig.from_dict(yaml.safe_load(params.read_text())["prepare"])
     if not cfg.at_scale:
-        raise InkTeXError(f"{args.params}: prepare.symbol_height is not set")
+        raise InkTeXError(f"{params}: prepare.symbol_height is not set")
+    return cfg
+
+
+def run_data_stats(args: argparse.Namespace) -> int:
+    cfg = pipeline_scale(args.params)
     splits = args.split or ["train", "test2013", "test2014"]
     stats = datastats.corpus_stats(args.root or crohme_root(), splits, cfg)
     print(datastats.summary_text(stats))

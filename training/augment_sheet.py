@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image, ImageDraw, ImageOps
 
-from inktex.data import REPO_ROOT, iter_inkml_split
+from inktex.data import iter_inkml_split
 from inktex.errors import DataError
 from inktex.latex import to_latex
 from inktex.preprocess import PreprocessConfig, strokes_to_input
@@ -39,11 +38,10 @@ def augmented_inputs(strokes, symbols, cfg, seed: int, copies: int) -> list[np.n
     return out
 
 
-def augment_sheet(root: Path, split: str, out: Path, n: int = 8, seed: int = 0) -> float:
+def augment_sheet(
+    root: Path, split: str, out: Path, cfg: PreprocessConfig, n: int = 8, seed: int = 0
+) -> float:
     """Write the sheet to `out`; return augmented inputs rendered per second on one core."""
-    cfg = PreprocessConfig.from_dict(
-        yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["prepare"]
-    )
     samples = list(iter_inkml_split(Path(root), split))
     if not samples:
         raise DataError(f"no InkML under {Path(root) / 'inkml' / split}")
