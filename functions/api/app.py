@@ -32,6 +32,7 @@ from functions.common import (
     service,
     submissions,
     telemetry,
+    web_model,
     wiring,
 )
 from functions.common.models import ModelUnavailable
@@ -298,6 +299,39 @@ def get_registry():
     return _json(200, services.registry.describe())
 
 
+def _web(answer: web_model.WebAnswer) -> Response:
+    return Response(answer.status, answer.content_type, answer.body, answer.headers)
+
+
+@app.get("/models/production/web", summary="The production model's graphs for the browser")
+def get_web_model():
+    services = wiring.services()
+    return _web(
+        web_model.manifest_answer(
+            web_model.for_services(services),
+            services.production_version(),
+            app.current_event.headers.get("if-none-match"),
+        )
+    )
+
+
+@app.get("/models/<version>/web/<name>", summary="One ONNX graph of the production model")
+def get_web_model_file(
+    version: Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")],
+    name: Annotated[str, Path(pattern=r"^[a-z_]{1,32}\.onnx$")],
+):
+    services = wiring.services()
+    return _web(
+        web_model.graph_answer(
+            web_model.for_services(services),
+            services.production_version(),
+            version,
+            name,
+            app.current_event.headers.get("if-none-match"),
+        )
+    )
+
+
 @app.get("/health", summary="Liveness: answers without loading a model")
 def health():
     return _json(200, {"status": "ok", "loaded_version": wiring.services().models.loaded_version})
@@ -371,6 +405,11 @@ def unreadable_envelope(exc: ValueError) -> Response:
     if not any(f.filename.endswith("openapi_validation.py") for f in frames):
         raise exc
     return _error(400, f"the request body cannot be read as its Content-Type says: {exc}")
+
+
+@app.exception_handler(web_model.WebModelUnavailable)
+def web_model_unavailable(exc: web_model.WebModelUnavailable) -> Response:
+    return _error(503, str(exc))
 
 
 @app.exception_handler(ModelUnavailable)
