@@ -90,7 +90,7 @@ def template_limits(template: Path = REPO / "template.yaml") -> dict:
     """config.json's `limits`: the request sizes the functions enforce, read from their
     environments in template.yaml as they read them (functions/common/limits.py)."""
     from functions.common.limits import limits_of
-    from functions.local.template import Stack  # the CloudFormation reader (intrinsic tags)
+    from local_stack.template import Stack  # the CloudFormation reader (intrinsic tags)
 
     functions = Stack.from_file(template).functions()
     return limits_of({k: f.environment for k, f in functions.items()})

@@ -289,8 +289,8 @@ def add_models(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_local_stack(subparsers: argparse._SubParsersAction) -> None:
-    # `up`, `down`, `status`, `info`, `logs`, `token`: the local stack (functions/local).
-    from functions.local.cli import COMMANDS as local_commands
+    # `up`, `down`, `status`, `info`, `logs`, `token`: the local stack (local_stack/).
+    from local_stack.cli import COMMANDS as local_commands
 
     for add in local_commands:
         add(subparsers)

@@ -1,7 +1,7 @@
 """IAM, as far as the least-privilege tests need it: the action(s) and resource each recorded
 AWS call needs, and each function's policy in template.yaml that must allow it.
 
-Calls are the records of `functions.local.call_recorder` ({"function", "service",
+Calls are the records of `local_stack.call_recorder` ({"function", "service",
 "operation", "params"}); policies are read with the local stack's template reader (`!Sub`,
 `!Ref`, `!GetAtt` resolved). Both least-privilege tests use this module: the unit test
 (handlers on sample events, in moto) and the integration test (the running local stack).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from functions.local.template import Stack
+from local_stack.template import Stack
 
 # S3 operations whose IAM action has another name (anything else: s3:<Operation>).
 S3_ACTIONS = {

@@ -32,7 +32,7 @@ wait for the next (`countable`).
 On a failed job `release_batch` puts each correction back under pending/ (attempts + 1,
 the batch named in `returned_from`), or after `max_attempts` under held/: nothing is lost.
 S3 itself makes conditional writes atomic; the local stack's emulator must too (moto checks
-them without a lock: functions/local serialises them), and the tests do the same.
+them without a lock: the local stack (local_stack/) serialises them), and the tests do the same.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
         "web/vendor/ is missing: run `make install` (npm ci in web/ copies KaTeX there)",
     )
     try:
-        import functions.local.stack  # noqa: F401  (the [local] extra's imports)
+        import local_stack.stack  # noqa: F401  (the [local] extra's imports)
     except ImportError as exc:
         require(False, f"the local stack cannot be imported ({exc}): pip install -e '.[local]'")
     from inktex import cli

@@ -57,7 +57,7 @@ class LocalStack:
     info: dict = field(default_factory=dict)
 
     def token(self, user: str) -> str:
-        from functions.local.cli import local_issuer
+        from local_stack.cli import local_issuer
 
         return local_issuer(self.state_dir).id_token(user)
 

@@ -142,7 +142,7 @@ def decision_for(stack, token: str, job: str) -> dict | None:
 def trigger_settings(stack):
     """The feedback trigger's own settings, from template.yaml with the stack's overrides."""
     from functions.common.config import Settings
-    from functions.local.template import Stack
+    from local_stack.template import Stack
 
     # all of the stack's overrides that reach the trigger: a racer that wins the claim
     # starts the job the stack's own trigger would have started

@@ -1,7 +1,7 @@
 """Hardening (issue 11), against the running local stack: hostile input, limits, who may see
 what, a user's erasure, faults and load. docs/security.md describes what these prove.
 
-The stack runs in this process on free ports (functions.local.stack), with one difference
+The stack runs in this process on free ports (local_stack.stack), with one difference
 from `inktex up`: the functions reach the AWS emulator through a small proxy of this
 module's, which can answer chosen requests with S3 errors (a fault injected on the wire, not
 a fake storage class). The retraining threshold is set out of reach, so the load test's
@@ -32,8 +32,8 @@ from test_local_stack import IMAGE, TINY_MODEL, bearer, free_port, request
 
 from functions.common.feedback import HELD, PENDING, USED, FeedbackStore, owner_tag
 from functions.common.retraining import FeedbackBatches
-from functions.local.stack import LocalSettings, LocalStack
-from functions.local.tokens import subject_of
+from local_stack.stack import LocalSettings, LocalStack
+from local_stack.tokens import subject_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -747,7 +747,7 @@ def test_load_16_clients_no_5xx_every_correction_stored_metrics_agree(stack):
         [
             sys.executable,
             "-m",
-            "functions.local.loadtest",
+            "local_stack.loadtest",
             "--clients",
             str(LOAD_CLIENTS),
             "--seconds",

@@ -22,10 +22,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from functions.local.gateway import Gateway
-from functions.local.template import Stack
-from functions.local.tokens import Issuer, subject_of
 from inktex import cli
+from local_stack.gateway import Gateway
+from local_stack.template import Stack
+from local_stack.tokens import Issuer, subject_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -90,7 +90,7 @@ class LocalStackClient:
         assert not (self.state_dir / "stack.json").exists()
 
     def token(self, user: str, ttl: int = 600) -> str:
-        from functions.local.cli import local_issuer
+        from local_stack.cli import local_issuer
 
         return local_issuer(self.state_dir).id_token(user, ttl_s=ttl)
 
@@ -275,7 +275,7 @@ def test_the_web_ui_and_its_config_are_served(stack):
 
 
 def test_throttling_answers_429_with_the_limits_and_retry_after(stack):
-    # POST /recognize locally: 10 a second, bursts of 20 (functions/local/stack.py; the
+    # POST /recognize locally: 10 a second, bursts of 20 (local_stack/stack.py; the
     # cloud's are template.yaml's 2 and 5). An empty body is refused fast.
     def hit(_):
         return request("POST", f"{stack.api}/recognize", b"", {"content-type": "image/png"})
@@ -386,7 +386,7 @@ def test_gateway_events_match_the_sample_events(
 def test_s3_notifications_carry_the_sample_events_shape(tmp_path):
     """What template.yaml's S3 event wiring delivers has the shape of events/s3_upload.json.
     (In this process, without pollers, so the queued event can be read as the handler gets it.)"""
-    from functions.local import emulator
+    from local_stack import emulator
 
     stack = Stack.from_file(REPO / "template.yaml")
     moto = emulator.Moto("127.0.0.1", free_port())

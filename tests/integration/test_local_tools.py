@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_local_stack import IMAGE, REPO, TINY_MODEL, LocalStackClient, free_port
 
-from functions.local.tokens import subject_of
 from inktex import cli
+from local_stack.tokens import subject_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -1,7 +1,7 @@
 """A real Prometheus (Debian's package) scraping the local stack's GET /metrics.
 
 The stack is started on free ports (as in test_local_stack.py), one prediction is made
-through the API, and `inktex monitor`'s config (functions/local/monitor.py) is given to
+through the API, and `inktex monitor`'s config (local_stack/monitor.py) is given to
 prometheus with a 1 s scrape interval. Through Prometheus's HTTP API: the target is up with
 the bearer token, and the predictions counter reads the value the stack produced.
 """
@@ -17,7 +17,7 @@ import pytest
 from test_local_stack import IMAGE, LocalStackClient, free_port, request
 from testkit import require, wait_for
 
-from functions.local import monitor
+from local_stack import monitor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

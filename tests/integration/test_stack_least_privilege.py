@@ -1,7 +1,7 @@
 """Least privilege, measured on the running local stack (issue 11).
 
 The stack starts with its call recorder on (`INKTEX_RECORD_AWS_CALLS`,
-functions/local/call_recorder.py): every function's process appends each AWS operation it
+local_stack/call_recorder.py): every function's process appends each AWS operation it
 performs (sent, or presigned for a client to send) to one file. One scenario, through the
 API and the stack's own event routing, makes every function do its work: predictions,
 history, inputs, corrections held and pending, a retraining batch and its job, a completed
@@ -29,9 +29,9 @@ from testkit import wait_for
 from functions.common import retraining
 from functions.common.retraining import FeedbackBatches
 from functions.common.s3json import put_json
-from functions.local import call_recorder, emulator
-from functions.local.seed import FIXTURES, seed
-from functions.local.stack import LocalSettings, LocalStack
+from local_stack import call_recorder, emulator
+from local_stack.seed import FIXTURES, seed
+from local_stack.stack import LocalSettings, LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.local.template import Stack, load_template
+from local_stack.template import Stack, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("deploy_web", REPO / "infra" / "deploy_web.py")

@@ -104,7 +104,7 @@ def test_finetune_exports_a_new_package_citing_its_batch(tmp_path):
 
 
 def test_the_local_runner_reports_a_failed_job_as_eventbridge_would(tmp_path):
-    from training.local_runner import command_for, run_job
+    from local_stack.local_runner import command_for, run_job
 
     description = {
         "TrainingJobName": "inktex-dev-batch-000001-0a1b2c3d",

@@ -48,7 +48,7 @@ def test_promtool(promtool, args):
 def test_every_alert_has_a_unit_test_and_a_cloudwatch_alarm():
     import yaml
 
-    from functions.local.template import load_template
+    from local_stack.template import load_template
 
     rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}

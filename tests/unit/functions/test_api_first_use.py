@@ -10,9 +10,9 @@ import pytest
 from lambda_testkit import load_event
 
 from functions.api import app as api
-from functions.local.gateway import TokenBucket
-from functions.local.template import Throttle
 from functions.metrics import app as metrics_app
+from local_stack.gateway import TokenBucket
+from local_stack.template import Throttle
 
 
 def call(handler, event: dict, lambda_context) -> tuple[int, dict]:
@@ -62,7 +62,7 @@ def test_the_metrics_401_says_where_the_token_is_when_configured(
 
 
 def test_the_local_stack_tells_the_metrics_function_where_its_token_is():
-    from functions.local.stack import LocalSettings, LocalStack
+    from local_stack.stack import LocalSettings, LocalStack
 
     env = LocalStack(LocalSettings()).function_env("MetricsFunction", "http://127.0.0.1:1")
     assert "inktex info" in env["METRICS_TOKEN_HINT"]
@@ -81,8 +81,8 @@ def test_a_throttled_request_hears_the_limits_and_when_to_retry():
 def test_the_local_stack_throttles_recognize_less_than_the_cloud():
     from lambda_testkit import REPO
 
-    from functions.local.stack import LocalSettings, LocalStack
-    from functions.local.template import Stack
+    from local_stack.stack import LocalSettings, LocalStack
+    from local_stack.template import Stack
 
     cloud = Stack.from_file(REPO / "template.yaml").http_api().throttle_for("POST /recognize")
     local = LocalStack(LocalSettings()).stack.http_api().throttle_for("POST /recognize")

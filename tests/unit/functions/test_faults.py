@@ -22,7 +22,7 @@ from functions.common import promotion, wiring
 from functions.common.feedback import PENDING
 from functions.common.retraining import FeedbackBatches
 from functions.training_events import app
-from training.local_runner import run_job
+from local_stack.local_runner import run_job
 
 
 @pytest.fixture

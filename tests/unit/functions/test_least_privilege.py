@@ -1,6 +1,6 @@
 """Least privilege, measured (issue 11), in process: each function's handler runs on its
 sample events (events/) against moto, with the environment template.yaml gives it; the
-local stack's call recorder (functions/local/call_recorder.py), hooked on boto3's default
+local stack's call recorder (local_stack/call_recorder.py), hooked on boto3's default
 session (so on every client the functions build), records each AWS operation with its
 resource; each one, mapped to the IAM action(s) it needs (tests/iam_policy.py), must be
 allowed by that function's own policy in template.yaml. And no statement grants Action "*"
@@ -32,11 +32,11 @@ from functions.api import app as api
 from functions.common import wiring
 from functions.common.retraining import FeedbackBatches
 from functions.feedback_trigger import app as trigger
-from functions.local.call_recorder import CallRecorder
-from functions.local.template import Stack
 from functions.metrics import app as metrics_app
 from functions.training_events import app as training_events
 from functions.upload_inference import app as upload_inference
+from local_stack.call_recorder import CallRecorder
+from local_stack.template import Stack
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 ACCOUNT, REGION = "123456789012", "us-east-1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lambda_testkit import ENV, REPO
 
-from functions.local.template import Stack, load_template
+from local_stack.template import Stack, load_template
 
 TEMPLATE = REPO / "template.yaml"
 

@@ -1,6 +1,6 @@
 """What one event costs in S3 calls does not grow with what the bucket holds (issue 19).
 
-The S3 calls are recorded with the local stack's botocore hooks (functions/local/
+The S3 calls are recorded with the local stack's botocore hooks (local_stack/
 call_recorder.py, as the least-privilege tests do). With 10 and then with 1,000 corrections
 already stored (claimed into a batch, with their predictions, inputs and feedback notes),
 one more correction, its replacement, the trigger's delivery, one deletion and one user's
@@ -23,7 +23,7 @@ from functions.common.feedback_store import FeedbackStore, vote_id
 from functions.common.retraining import FeedbackBatches
 from functions.common.store import PredictionStore, prediction_id
 from functions.feedback_trigger import app as trigger
-from functions.local.call_recorder import CallRecorder
+from local_stack.call_recorder import CallRecorder
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from lambda_testkit import ENV, REPO
 
 from functions.common import limits
 from functions.common.config import Settings
-from functions.local.stack import LocalSettings, LocalStack
-from functions.local.template import Stack
+from local_stack.stack import LocalSettings, LocalStack
+from local_stack.template import Stack
 
 TEMPLATE = REPO / "template.yaml"
 

@@ -2,7 +2,7 @@
 
 `LocalStack(settings).start()` brings it up in this process (threads for moto, the gateway
 and the pollers; a process per function) and `stop()` takes it down, snapshotting the
-emulator's state first. `inktex up` / `inktex down` drive it (functions.local.cli).
+emulator's state first. `inktex up` / `inktex down` drive it (local_stack.cli).
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.common.limits import limits_of
-from functions.local import emulator
-from functions.local.gateway import Gateway
-from functions.local.template import Stack
-from functions.local.tokens import Issuer
-from functions.local.workers import FunctionRuntime, QueuePoller
 from inktex.errors import InkTeXError
+from local_stack import emulator
+from local_stack.gateway import Gateway
+from local_stack.template import Stack
+from local_stack.tokens import Issuer
+from local_stack.workers import FunctionRuntime, QueuePoller
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TEST_MODEL = REPO / "tests" / "fixtures" / "tiny_model"
 STATE_FILE = "stack.json"  # written when the stack is up, removed when it is down
 
@@ -62,8 +62,8 @@ class LocalSettings:
     function_env: dict[str, str] = field(default_factory=dict)  # e.g. the training backend
     # The model's fine-tunable checkpoint; None: checkpoint.pt in the package folder, if any.
     checkpoint: Path | None = None
-    # Where CreateTrainingJob calls run: "local" (a LocalTrainingRunner, training/local_runner.py)
-    # or "none" (they stay records in the emulator, as moto keeps them).
+    # Where CreateTrainingJob calls run: "local" (a LocalTrainingRunner, local_runner.py) or
+    # "none" (they stay records in the emulator, as moto keeps them).
     training: str = "local"
 
     @classmethod
@@ -346,7 +346,7 @@ class LocalStack:
             raise LocalStackError(
                 f"unknown training backend {self.settings.training!r}: local or none"
             )
-        from training.local_runner import LocalTrainingRunner
+        from local_stack.local_runner import LocalTrainingRunner
 
         region = self.stack.region
         events = emulator.client("events", endpoint, region)

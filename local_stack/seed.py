@@ -24,7 +24,7 @@ from pathlib import Path
 
 from inktex.errors import InkTeXError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "inkml"
 EVAL, REPLAY = "datasets/eval/", "datasets/replay/"
 

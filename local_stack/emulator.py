@@ -33,7 +33,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from functions.local.template import Stack
+from local_stack.template import Stack
 
 log = logging.getLogger(__name__)
 

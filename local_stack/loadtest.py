@@ -1,6 +1,6 @@
 """A bounded load test of the running local stack: N clients on loopback for T seconds.
 
-    python -m functions.local.loadtest --clients 16 --seconds 60 [--state-dir DIR] [--json]
+    python -m local_stack.loadtest --clients 16 --seconds 60 [--state-dir DIR] [--json]
 
 Each client signs in as its own user (a token from the stack's local issuer). All clients
 start at once with an anonymous POST /recognize (a burst past that route's throttle) and a
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "tests" / "fixtures" / "inkml" / "518_em_425.png"  # a real CROHME sample
 STROKES = {"strokes": [[[10, 10], [60, 60]], [[60, 10], [10, 60]], [[80, 35], [120, 35]]]}
 CORRECTIONS = ["x", "x^{2}", "a+b", "1+2", "y=x", "\\frac{1}{2}", "\\sqrt{x}", "n+1", "2x"]
@@ -316,7 +316,7 @@ def run_against(info: dict, state_dir: Path, clients: int, seconds: float, seed:
     import boto3
     from botocore.config import Config
 
-    from functions.local.cli import local_issuer
+    from local_stack.cli import local_issuer
 
     issuer = local_issuer(state_dir)
     tokens = [issuer.id_token(f"load-{seed}-{i}", ttl_s=int(seconds) + 600) for i in range(clients)]
@@ -369,10 +369,10 @@ def _print(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from functions.local.stack import default_state_dir, running_info
+    from local_stack.stack import default_state_dir, running_info
 
     parser = argparse.ArgumentParser(
-        prog="python -m functions.local.loadtest", description=__doc__.split("\n\n")[0]
+        prog="python -m local_stack.loadtest", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60)

@@ -33,8 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
-from functions.local.template import HttpApi, Route, Throttle
-from functions.local.tokens import Issuer, TokenError, gateway_claims
+from local_stack.template import HttpApi, Route, Throttle
+from local_stack.tokens import Issuer, TokenError, gateway_claims
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import yaml
 
 from inktex.errors import InkTeXError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "infra" / "prometheus"
 
 

@@ -13,7 +13,7 @@ Only the parameters that name a resource are kept (never a body); the error code
 IAM (a read that finds nothing is answered 404 only with s3:ListBucket, else 403). A
 presigned URL is recorded when it is signed, as the operation it allows: S3 checks the
 request made with it against the signer's policy. The function is known per process: the
-local stack runs each function in a process of its own (functions/local/workers.py). The
+local stack runs each function in a process of its own (local_stack/workers.py). The
 least-privilege tests compare the file with template.yaml (tests/iam_policy.py).
 """
 

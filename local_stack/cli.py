@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    from functions.local.stack import default_state_dir
+    from local_stack.stack import default_state_dir
 
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
@@ -86,7 +86,7 @@ def add_up(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from functions.local.stack import LocalSettings
+    from local_stack.stack import LocalSettings
 
     overrides = dict(kv.split("=", 1) for kv in args.parameter_overrides)
     return LocalSettings(
@@ -102,7 +102,7 @@ def _settings(args: argparse.Namespace):
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from functions.local.stack import LocalStack, LocalStackError, running_info
+    from local_stack.stack import LocalStack, LocalStackError, running_info
 
     state_dir = _state_dir(args)
     if (info := running_info(state_dir)) is not None:
@@ -136,7 +136,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def _detach(args: argparse.Namespace, state_dir: Path) -> int:
-    from functions.local.stack import LocalStackError, running_info
+    from local_stack.stack import LocalStackError, running_info
 
     argv = [a for a in sys.argv[1:] if a not in ("--detach", "--fresh")]
     if not argv or argv[0] != "up":  # called as a function (tests): rebuild the arguments
@@ -233,7 +233,7 @@ def add_down(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from functions.local.stack import LocalStackError, running_info
+    from local_stack.stack import LocalStackError, running_info
 
     state_dir = _state_dir(args)
     info = running_info(state_dir)
@@ -260,7 +260,7 @@ def add_status(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from functions.local.stack import running_info
+    from local_stack.stack import running_info
 
     info = running_info(_state_dir(args))
     if info is None:
@@ -286,7 +286,7 @@ def add_info(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from functions.local.stack import LocalStackError, running_info
+    from local_stack.stack import LocalStackError, running_info
 
     info = running_info(_state_dir(args))
     if info is None:
@@ -308,7 +308,7 @@ def add_logs(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    from functions.local.stack import LocalStackError
+    from local_stack.stack import LocalStackError
 
     logs = _state_dir(args) / "logs"
     paths = sorted(logs.glob("*.log"))
@@ -349,8 +349,8 @@ def add_monitor(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_monitor(args: argparse.Namespace) -> int:
-    from functions.local import monitor
-    from functions.local.stack import running_info
+    from local_stack import monitor
+    from local_stack.stack import running_info
 
     state_dir = _state_dir(args)
     info = running_info(state_dir)
@@ -385,9 +385,9 @@ def add_token(subparsers: argparse._SubParsersAction) -> None:
 
 def local_issuer(state_dir: Path, parameter_overrides: dict | None = None):
     """The issuer the local stack's gateway trusts (template.yaml's authorizer, locally)."""
-    from functions.local.stack import REPO
-    from functions.local.template import Stack
-    from functions.local.tokens import Issuer
+    from local_stack.stack import REPO
+    from local_stack.template import Stack
+    from local_stack.tokens import Issuer
 
     api = Stack.from_file(REPO / "template.yaml", parameter_overrides).http_api()
     authorizer = next(iter(api.authorizers.values()))
@@ -411,7 +411,7 @@ def run_token(args: argparse.Namespace) -> int:
 
 
 def _running(state_dir: Path) -> dict:
-    from functions.local.stack import LocalStackError, running_info
+    from local_stack.stack import LocalStackError, running_info
 
     info = running_info(state_dir)
     if info is None:
@@ -443,7 +443,7 @@ def add_seed(subparsers: argparse._SubParsersAction) -> None:
 def run_seed(args: argparse.Namespace) -> int:
     import boto3
 
-    from functions.local.seed import seed
+    from local_stack.seed import seed
 
     info = _running(_state_dir(args))
     s3 = boto3.client(
@@ -475,8 +475,8 @@ def add_jobs(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_jobs(args: argparse.Namespace) -> int:
-    from functions.local.stack import LocalStackError
-    from training.local_runner import read_jobs
+    from local_stack.local_runner import read_jobs
+    from local_stack.stack import LocalStackError
 
     work = _state_dir(args) / "training"
     records = read_jobs(work)
@@ -526,12 +526,12 @@ def add_drop(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_drop(args: argparse.Namespace) -> int:
-    from functions.local import tools
+    from local_stack import tools
 
     info = _running(_state_dir(args))
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
-        from functions.local.stack import LocalStackError
+        from local_stack.stack import LocalStackError
 
         raise LocalStackError(f"no such file: {', '.join(missing)}")
     failed = 0
@@ -558,14 +558,14 @@ def add_invoke(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_invoke(args: argparse.Namespace) -> int:
-    from functions.local import tools
+    from local_stack import tools
 
     info = _running(_state_dir(args))
     try:
         text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
         event = json.loads(text)
     except (OSError, ValueError) as exc:
-        from functions.local.stack import LocalStackError
+        from local_stack.stack import LocalStackError
 
         raise LocalStackError(f"cannot read the event {args.event}: {exc}") from exc
     ok, value = tools.invoke(info, args.function, event)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from functions.local.stack import LocalSettings, LocalStack, LocalStackError
+from local_stack.stack import LocalSettings, LocalStack, LocalStackError
 
 ANONYMOUS = "_anonymous"  # functions.common.store.ANONYMOUS: drops that belong to no user
 
@@ -160,7 +160,7 @@ def invoke(info: dict, function: str, event: dict) -> tuple[bool, object]:
     payload: errorMessage, errorType, stackTrace)."""
     import traceback
 
-    from functions.local.workers import LambdaContext
+    from local_stack.workers import LambdaContext
 
     stack = stack_for(info)
     logical_id = find_function(stack, function)

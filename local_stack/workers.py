@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from functions.local import call_recorder
-from functions.local.template import Function
+from local_stack import call_recorder
+from local_stack.template import Function
 
 log = logging.getLogger(__name__)
 
