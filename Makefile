@@ -5,22 +5,41 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install install-serve run monitor test lint unit pipeline-tiny sam-checks deploy bench verify hp-search release-run gpu-data clean
+.PHONY: install install-serve lock run monitor test lint unit integration e2e overfit \
+	pipeline-tiny sam-checks deploy bench verify hp-search release-run gpu-data clean
 
-$(BIN)/.installed: pyproject.toml
+# torch's CPU build: this machine's disk holds 2.13.0+cpu, which pip takes first. Elsewhere
+# PyPI's Linux torch is the CUDA build (5 GB more): TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# fetches the CPU one (docs/install.md). Every other version comes from requirements.lock.
+TORCH_INDEX ?=
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch from this machine's disk first, so nothing resolves it to another build
-	$(BIN)/pip install -q torch==2.14.1
-	$(BIN)/pip install -q -e '.[serve,train,dev,local]'
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -c requirements.lock -e '.[serve,train,dev,local]'
 	touch $@
 
 install: $(BIN)/.installed web/node_modules/.installed
 
 # Serving only (no torch): what a Lambda or `inktex predict` needs.
+SERVE_VENV ?= $(VENV)
 install-serve:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[serve]'
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q -c requirements.lock -e '.[serve]'
+
+# requirements.lock pins every extra (resolved by uv for Linux x86_64, Python 3.11); each
+# function's requirements.txt is compiled from its requirements.in under the lock, for the
+# Lambda runtime's Python. tests/unit/test_lock.py fails when they drift apart.
+LAMBDA_PYTHON := 3.12
+lock:
+	uv pip compile pyproject.toml --extra serve --extra train --extra dev --extra local \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command 'make lock' --quiet -o requirements.lock
+	for fn in functions/*/requirements.in; do \
+	  uv pip compile $$fn -c requirements.lock --python-version $(LAMBDA_PYTHON) \
+	    --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' \
+	    --quiet -o $${fn%.in}.txt || exit 1; \
+	done
 
 web/node_modules/.installed: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
@@ -41,8 +60,21 @@ lint: install
 	# configure-aws-credentials has no release on a newer Node yet: its warning is known
 	actionlint -ignore 'runtime "node20" is deprecated' .github/workflows/*.yml
 
+# Test tiers, by what a test needs. Each run fails if a process it started outlives it.
 unit: install
-	pytest
+	pytest -m "not integration and not e2e and not overfit"
+
+# Starts the local stack (moto server, gateway, functions) on free ports.
+integration: install
+	pytest -m "integration and not e2e"
+
+# Drives Chromium through the web UI on the local stack.
+e2e: install
+	pytest -m e2e
+
+# Trains tiny models until they read their five training images: minutes on a busy core.
+overfit: install
+	pytest -m overfit
 
 # The pipeline's stages at tiny size, in a temporary DVC experiment workspace.
 pipeline-tiny: install
@@ -68,7 +100,7 @@ deploy: install $(SAM)
 	$(SAM) deploy --config-env $(ENV)
 	python infra/deploy_web.py --config-env $(ENV)
 
-test: lint unit pipeline-tiny sam-checks
+test: lint unit integration e2e overfit pipeline-tiny sam-checks
 
 bench: install
 	python -m model_export.bench

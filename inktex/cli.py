@@ -1,9 +1,12 @@
 """The `inktex` console command.
 
 Each subcommand is one `add_<name>(subparsers)` function that builds its parser and sets
-`handler` to a function `(args) -> exit code`; `COMMANDS` lists them. A new subcommand is a
-new function and one entry in `COMMANDS`. Errors the user can fix (every InkTeXError, and
-unreadable or unwritable paths) end with exit code 2 and one line on stderr, no traceback.
+`handler` to a function `(args) -> exit code`; `COMMANDS` lists the core's own. The packages
+beside the core add theirs through the `inktex.commands` entry point (inktex/plugins.py):
+the model registry's `models` (functions/common/registry_cli.py) and the local stack's `up`,
+`down`, ... (local_stack/cli.py); the core imports neither. Errors the user can fix (every
+InkTeXError, and unreadable or unwritable paths) end with exit code 2 and one line on
+stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inktex import datashow, datastats
+from inktex import datashow, datastats, plugins
 from inktex import evaluate as ev
 from inktex.data import REPO_ROOT, crohme_root
 from inktex.errors import InkTeXError
@@ -211,8 +214,8 @@ def run_data_show(args: argparse.Namespace) -> int:
     outputs = datashow.default_outputs(args.out)
     root = args.root or crohme_root()
     if args.augment:
-        from training.augment_sheet import augment_sheet  # numpy only, in the training code
-
+        # numpy only, but training's augmentation: the training package provides it
+        augment_sheet = plugins.load(plugins.TOOLS, "augment-sheet", extra="train")
         cfg = pipeline_scale(REPO_ROOT / "params.yaml")
         rate = augment_sheet(root, args.split, args.out, cfg, n=args.n, seed=args.seed)
         print(f"wrote {args.out}; rendered augmented inputs at {rate:.0f} per second on one core")
@@ -225,7 +228,10 @@ def run_data_show(args: argparse.Namespace) -> int:
 
 def pipeline_scale(params: Path) -> PreprocessConfig:
     """The writer's scale the pipeline prepares at: params.yaml's prepare section."""
-    import yaml
+    try:
+        import yaml
+    except ImportError as exc:  # the pipeline's tools come with the training extra
+        raise InkTeXError("reading params.yaml needs pyyaml: pip install 'inktex[train]'") from exc
 
     cfg = PreprocessConfig.from_dict(yaml.safe_load(params.read_text())["prepare"])
     if not cfg.at_scale:
@@ -281,27 +287,10 @@ def run_predict(args: argparse.Namespace) -> int:
     return USER_ERROR if failed else 0
 
 
-def add_models(subparsers: argparse._SubParsersAction) -> None:
-    # The registry talks to AWS: its code lives with the functions, boto3 loads on use.
-    from functions.common.registry_cli import add_models as add
-
-    add(subparsers)
-
-
-def add_local_stack(subparsers: argparse._SubParsersAction) -> None:
-    # `up`, `down`, `status`, `info`, `logs`, `token`: the local stack (local_stack/).
-    from local_stack.cli import COMMANDS as local_commands
-
-    for add in local_commands:
-        add(subparsers)
-
-
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_predict,
     add_evaluate,
     add_data,
-    add_models,
-    add_local_stack,
 ]
 
 
@@ -309,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inktex", description="Handwritten mathematics to LaTeX.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every skipped record")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in COMMANDS:
+    for add in [*COMMANDS, *plugins.command_adders()]:
         add(subparsers)
     return parser
 

@@ -1,7 +1,13 @@
-"""Shared fixtures; under CI=true a test that would skip for a missing tool fails instead."""
+"""Shared fixtures; under CI=true a test that would skip for a missing tool fails instead.
+After the run, no process it started may be left (`pytest_sessionfinish`)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,3 +26,49 @@ def crohme() -> Path:
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
+
+
+# Every process a test run starts inherits this mark in its environment, so the run can find
+# what it left behind even after the process was orphaned to init (a timed-out fixture).
+RUN_MARK = "INKTEX_TEST_RUN"
+
+
+def pytest_configure(config) -> None:
+    os.environ[RUN_MARK] = f"{os.getpid()}-{time.time_ns()}"  # fresh, even in a nested run
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """No process of this run may outlive it: any left is killed, and the run fails."""
+    left = leaked_processes(os.environ[RUN_MARK], grace_s=15)
+    if not left:
+        return
+    for pid, command in left.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        print(f"\nleaked process {pid}: {command}", file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def leaked_processes(mark: str, grace_s: float) -> dict[int, str]:
+    """{pid: command line} of the processes carrying `mark`, other than this one, once
+    `grace_s` has given stopping ones time to exit."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        found = {pid: command for pid, command in marked_processes(mark) if pid != os.getpid()}
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def marked_processes(mark: str):
+    needle = f"{RUN_MARK}={mark}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if (entry / "stat").read_text().split(") ")[-1][0] != "Z":  # zombies are gone
+                    yield int(entry.name), command.strip()
+        except OSError:  # exited meanwhile, or not ours to read
+            continue

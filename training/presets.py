@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 200
+    max_steps: int = 0  # a budget of optimiser steps (0 = epochs decide); the LR follows it
     batch_size: int = 16  # the most inputs in a batch
     batch_pixels: int = 400_000  # a batch padded to its largest input stays within this
     workers: int = 1  # data loader processes rendering and augmenting strokes (0: in-process)

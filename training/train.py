@@ -208,7 +208,7 @@ def train(
         prefetch_factor=8 if tcfg.workers else None,
     )
     steps_per_epoch = max(1, len(sampler))
-    total_steps = steps_per_epoch * tcfg.epochs
+    total_steps = tcfg.max_steps or steps_per_epoch * tcfg.epochs
     budget_s = tcfg.max_minutes * 60
     if is_main:
         log.info(
@@ -369,6 +369,8 @@ def train(
                     step=state["step"],
                 )
             if budget_s and state["elapsed_s"] >= budget_s:
+                break
+            if tcfg.max_steps and state["step"] >= tcfg.max_steps:
                 break
             if tcfg.val_every_minutes and time.monotonic() - last_val > tcfg.val_every_minutes * 60:
                 stop = _sync_stop(validate_and_save(), world, device)
