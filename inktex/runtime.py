@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from inktex import inputs
+from inktex import inputs, plugins
 from inktex.data import REPO_ROOT
 from inktex.errors import InkTeXError, ModelPackageError
 from inktex.latex import to_latex
@@ -330,10 +330,8 @@ def default_model_path() -> Path:
 def load_recognizer(path: Path | str, **kwargs):
     """A recogniser for a model package folder, or for a PyTorch checkpoint (training extra)."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".pt":
-        from training.decoding import TorchRecognizer  # torch only when asked for
-
-        return TorchRecognizer(path)
+    if path.is_file() and path.suffix == ".pt":  # the training package's, torch only then
+        return plugins.load(plugins.RECOGNIZERS, "torch", extra="train")(path)
     if not path.is_dir():
         raise InkTeXError(f"{path} is neither a model package folder nor a checkpoint (.pt)")
     return OnnxRecognizer.load(path, **kwargs)

@@ -586,3 +586,9 @@ COMMANDS = [
     add_drop,
     add_invoke,
 ]
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """The `inktex.commands` entry point (pyproject.toml): the stack's subcommands."""
+    for add in COMMANDS:
+        add(subparsers)
