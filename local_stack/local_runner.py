@@ -3,12 +3,12 @@
 The local stack's emulator (moto) records a `CreateTrainingJob` and reports it Completed at
 once; nothing runs. This runner does what SageMaker would: for each new job it downloads
 the job's input channels from S3 into `<work>/<job>/input/data/<channel>/`, runs the
-job's program (`python -m training.finetune`, CPU) with the SageMaker environment
-(`SM_CHANNEL_*`, `SM_MODEL_DIR`, the hyperparameters as `--key value`), keeps the job's
-true status and log under `<work>/<job>/`, and when it ends hands the same "SageMaker
-Training Job State Change" event that EventBridge would deliver to `deliver` (the local
-stack puts it on the emulator's EventBridge bus, whose rule delivers it to the
-training-events function). `inktex jobs` reads `<work>/*/job.json`.
+job's program (its `sagemaker_program`, model_export/finetune_job.py, as a module; CPU)
+with the SageMaker environment (`SM_CHANNEL_*`, `SM_MODEL_DIR`, the hyperparameters as
+`--key value`), keeps the job's true status and log under `<work>/<job>/`, and when it
+ends hands the same "SageMaker Training Job State Change" event that EventBridge would
+deliver to `deliver` (the local stack puts it on the emulator's EventBridge bus, whose rule
+delivers it to the training-events function). `inktex jobs` reads `<work>/*/job.json`.
 
 `job.json` records the job's true status, the event it ended with and whether that event was
 delivered. A job that was running when the stack stopped is killed and ends "Stopped"; an
@@ -79,10 +79,20 @@ def download_prefix(s3, uri: str, dest: Path) -> int:
     return count
 
 
+# The retraining job's program when a request names none (functions/common/retraining.py
+# names it in `sagemaker_program`, as script mode needs).
+DEFAULT_PROGRAM = "model_export/finetune_job.py"
+
+
 def command_for(description: dict, python: str = sys.executable) -> list[str]:
-    """The program and its arguments, as SageMaker's script mode would run them."""
-    args = [python, "-m", "training.finetune"]
-    for key, value in sorted(description.get("HyperParameters", {}).items()):
+    """The program and its arguments, as SageMaker's script mode would run them: the
+    `sagemaker_program` (a path in the repository, run as its module) with every other
+    hyperparameter as `--key value`."""
+    hyper = description.get("HyperParameters", {})
+    program = json.loads(hyper["sagemaker_program"]) if "sagemaker_program" in hyper else ""
+    module = (program or DEFAULT_PROGRAM).removesuffix(".py").replace("/", ".")
+    args = [python, "-m", module]
+    for key, value in sorted(hyper.items()):
         if not key.startswith("sagemaker_"):
             args += [f"--{key}", str(value)]
     return args

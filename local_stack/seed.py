@@ -1,4 +1,5 @@
-"""`inktex seed`: the evaluation and replay sets the feedback loop needs, in the data bucket.
+"""`inktex seed`: the evaluation and replay sets the feedback loop needs, in the data bucket;
+and `register_model`, the model that `inktex up` puts in the model bucket.
 
 - `datasets/eval/` (labels.tsv + images/<name>.png): what promotion scores candidate and
   production on. From a CROHME corpus (`<root>/test2013.tsv`, `<root>/test2013/`): all of
@@ -27,6 +28,16 @@ from inktex.errors import InkTeXError
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "inkml"
 EVAL, REPLAY = "datasets/eval/", "datasets/replay/"
+
+
+def register_model(registry, path: Path, checkpoint: Path | None = None) -> str:
+    """Register the package at `path` and its checkpoint through the registry (which owns
+    the bucket's layout: functions/common/model_bucket.py), and point production at it when
+    production points at nothing yet; a model promoted since is left in place."""
+    version = registry.register(path, checkpoint)
+    if not registry.alias("production").version:
+        registry.promote(version, reason="the bundled model, registered by inktex up", by="inktex")
+    return version
 
 
 class SeedError(InkTeXError):

@@ -21,6 +21,7 @@ from functions.common.limits import limits_of
 from inktex.errors import InkTeXError
 from local_stack import emulator
 from local_stack.gateway import Gateway
+from local_stack.seed import register_model
 from local_stack.template import Stack
 from local_stack.tokens import Issuer
 from local_stack.workers import FunctionRuntime, QueuePoller
@@ -124,38 +125,6 @@ def model_checkpoint(path: Path, setting: Path | None = None) -> Path | None:
         return Path(setting)
     candidate = Path(path) / CHECKPOINT
     return candidate if candidate.is_file() else None
-
-
-def register_model(registry, path: Path, checkpoint: Path | None = None) -> str:
-    """Upload the package under models/<version>/ (once), its checkpoint under
-    checkpoints/<version>/ (model.pt and VERSION, what training/finetune.py reads as its
-    base channel), and point production at it when production points at nothing yet; a
-    model promoted since is left in place."""
-    from inktex.package import ModelPackage
-
-    version = ModelPackage.load(path).version  # checks manifest and hashes before upload
-    if not registry.has_version(version):
-        for file in sorted(Path(path).iterdir()):
-            if file.is_file() and file.name != CHECKPOINT:
-                registry.s3.upload_file(str(file), registry.bucket, f"models/{version}/{file.name}")
-    if checkpoint is not None and not _exists(registry, f"checkpoints/{version}/VERSION"):
-        registry.s3.upload_file(str(checkpoint), registry.bucket, f"checkpoints/{version}/model.pt")
-        registry.s3.put_object(
-            Bucket=registry.bucket, Key=f"checkpoints/{version}/VERSION", Body=version.encode()
-        )
-    if not registry.alias("production").version:
-        registry.promote(version, reason="the bundled model, registered by inktex up", by="inktex")
-    return version
-
-
-def _exists(registry, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        registry.s3.head_object(Bucket=registry.bucket, Key=key)
-    except ClientError:
-        return False
-    return True
 
 
 def _port_free(host: str, port: int) -> bool:

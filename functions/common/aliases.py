@@ -6,7 +6,9 @@ production (the API and the drop function to serve it, the feedback trigger to f
 from it, the metrics function to label its numbers) asks `AliasReader`: Powertools
 Parameters with a short max_age, so a promotion reaches every warm container within
 `ALIAS_MAX_AGE_S`. This module imports neither numpy nor onnxruntime, so functions that
-never run a model can read the alias without shipping either.
+never run a model can read the alias without shipping either; Powertools loads only with an
+`AliasReader`, so the registry (which imports this module) works where only boto3 is
+installed, as in the fine-tuning job's container.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-
-from aws_lambda_powertools.utilities.parameters import SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +65,13 @@ class AliasReader:
     def __init__(self, ssm, prefix: str, max_age_s: int, alias: str = "production"):
         self.name = alias_parameter(prefix, alias)
         self.max_age_s = max_age_s
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+
         self._provider = SSMProvider(boto3_client=ssm)
 
     def __call__(self) -> str:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         try:
             return version_of(self._provider.get(self.name, max_age=self.max_age_s))
         except GetParameterError as exc:

@@ -38,6 +38,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from functions.common import telemetry
+from functions.common.model_bucket import training_decision_key, training_result_key
 from functions.common.registry import ModelRegistry, RegistryError
 from functions.common.retraining import FeedbackBatches, batch_of_job, batch_prefix
 from functions.common.s3json import put_json
@@ -160,7 +161,7 @@ class Decisions:
 
     @staticmethod
     def _claim_key(job: str) -> str:
-        return f"training/{job}/decision.json"
+        return training_decision_key(job)
 
     def claim(self, job: str, decision: dict) -> bool:
         return put_json(
@@ -243,7 +244,7 @@ def on_training_job_state_change(facts: dict, settings, s3, registry: ModelRegis
     stored = decisions.claimed(job)
     if stored is not None:  # decided, or being decided: the stored scores, no scoring again
         return _decide(decisions, batches, registry, settings, stored)
-    raw = _read(s3, settings.model_bucket, f"training/{job}/result.json")
+    raw = _read(s3, settings.model_bucket, training_result_key(job))
     if raw is None:
         decision = {**base, "decision": "failed", "reason": "the job left no result.json"}
         return _decide(decisions, batches, registry, settings, decision)

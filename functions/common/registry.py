@@ -6,6 +6,9 @@ every value a parameter has had, so the parameter's history *is* the alias's his
 alias moved, when, from what, to what, why), with no second store to keep in step. The
 functions read the value through Powertools Parameters with a short max_age; promotions
 therefore reach every warm container within that many seconds.
+
+A package gets in through `ModelRegistry.register`, whoever made it (the fine-tuning job,
+the local stack's bundled model, the tests); the bucket's layout is model_bucket.py's.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from functions.common.aliases import ALIASES, AliasMove, alias_parameter, version_of
+from functions.common.model_bucket import (
+    CHECKPOINT_VERSION_FILE,
+    MODELS_PREFIX,
+    checkpoint_key,
+    package_key,
+    training_result_key,
+)
 from inktex.errors import InkTeXError
 from inktex.package import MANIFEST, ModelPackage
 
 __all__ = ["ALIASES", "AliasMove", "ModelRegistry", "RegistryError", "version_of"]
-
-MODELS_PREFIX = "models/"
 
 
 class RegistryError(InkTeXError):
@@ -37,7 +45,10 @@ def now_iso() -> str:
 
 
 class ModelRegistry:
-    def __init__(self, s3, ssm, bucket: str, alias_prefix: str):
+    """The registry over one model bucket; `ssm` and `alias_prefix` are needed by the alias
+    operations only (the fine-tuning job registers with S3 alone)."""
+
+    def __init__(self, s3, ssm, bucket: str, alias_prefix: str = ""):
         self.s3, self.ssm = s3, ssm
         self.bucket = bucket
         self.alias_prefix = alias_prefix.rstrip("/")
@@ -114,6 +125,47 @@ class ModelRegistry:
             raise RegistryError(f"models/{version}/ holds a package of version {package.version}")
         return package
 
+    def register(self, package: Path, checkpoint: Path | None = None) -> str:
+        """Upload a package folder and, when given, its training checkpoint; returns the
+        package's version. The package is verified (manifest, hashes) before anything is
+        uploaded, and only the files its manifest lists go up (a checkpoint.pt kept in the
+        folder does not). Each part is uploaded once: registering again changes nothing."""
+        loaded = ModelPackage.load(package)  # raises ModelPackageError before any upload
+        version = loaded.version
+        if checkpoint is not None and not self._exists(
+            checkpoint_key(version, CHECKPOINT_VERSION_FILE)
+        ):
+            self.s3.upload_file(str(checkpoint), self.bucket, checkpoint_key(version))
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=checkpoint_key(version, CHECKPOINT_VERSION_FILE),
+                Body=version.encode(),
+            )
+        if not self.has_version(version):
+            manifest = json.loads((loaded.path / MANIFEST).read_text())
+            for name in sorted(manifest["files"]):
+                self.s3.upload_file(str(loaded.path / name), self.bucket, self._key(version, name))
+            self.s3.upload_file(
+                str(loaded.path / MANIFEST), self.bucket, self._key(version, MANIFEST)
+            )
+        return version
+
+    def put_training_result(self, job: str, result: dict) -> None:
+        """A fine-tuning job's result record, for the promotion function."""
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=training_result_key(job),
+            Body=json.dumps(result).encode(),
+            ContentType="application/json",
+        )
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
     def _package_keys(self, version: str) -> list[str]:
         keys = []
         pages = self.s3.get_paginator("list_objects_v2").paginate(
@@ -125,7 +177,7 @@ class ModelRegistry:
 
     @staticmethod
     def _key(version: str, name: str) -> str:
-        return f"{MODELS_PREFIX}{version}/{name}"
+        return package_key(version, name)
 
     # --- aliases --------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from botocore.exceptions import ClientError
 
 from functions.common import telemetry
 from functions.common.feedback_store import HELD, OWNER_TAG_LEN, PENDING, USED
+from functions.common.model_bucket import checkpoint_key
 from functions.common.s3json import delete_versions, put_json
 from functions.common.store import iso
 
@@ -335,7 +336,7 @@ def training_job_request(settings, manifest: dict, base_version: str) -> dict:
     data, models = settings.data_bucket, settings.model_bucket
     hyper = {
         # script mode: the DLC fetches the source tarball and runs the program in it
-        "sagemaker_program": json.dumps("training/finetune.py"),
+        "sagemaker_program": json.dumps("model_export/finetune_job.py"),
         "sagemaker_submit_directory": json.dumps(settings.training_source_uri),
         "base-version": base_version,
         "batch": str(manifest["batch"]),
@@ -368,7 +369,7 @@ def training_job_request(settings, manifest: dict, base_version: str) -> dict:
         "InputDataConfig": [
             channel("feedback", f"s3://{data}/{batch_prefix(manifest['batch'])}"),
             channel("replay", f"s3://{data}/datasets/replay/"),
-            channel("base", f"s3://{models}/checkpoints/{base_version}/"),
+            channel("base", f"s3://{models}/{checkpoint_key(base_version, '')}"),
         ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{models}/training/"},
         "ResourceConfig": {

@@ -1,4 +1,5 @@
-"""The retraining entry point on a real (tiny) checkpoint, and the local job runner."""
+"""The retraining job (model_export/finetune_job.py) on a real (tiny) checkpoint, and the
+local job runner."""
 
 from __future__ import annotations
 
@@ -66,9 +67,14 @@ def feedback_batch(folder: Path) -> dict:
 
 @pytest.mark.torch
 @pytest.mark.slow
-def test_finetune_exports_a_new_package_citing_its_batch(tmp_path):
+def test_the_job_exports_and_registers_a_new_package_citing_its_batch(tmp_path):
+    import boto3
+    from moto import mock_aws
+
+    from functions.common.model_bucket import checkpoint_key, training_result_key
+    from functions.common.registry import ModelRegistry
     from inktex.package import ModelPackage
-    from training.finetune import finetune
+    from model_export.finetune_job import finetune_and_export, register
 
     base = tmp_path / "base"
     base.mkdir()
@@ -82,7 +88,7 @@ def test_finetune_exports_a_new_package_citing_its_batch(tmp_path):
     (replay / "labels.tsv").write_text(
         "".join(f"{n}\t{LABELS[n]}\n" for n in ("KME1G3_2_sub_10", "MfrDB1843"))
     )
-    result = finetune(
+    result = finetune_and_export(
         tmp_path / "feedback",
         base,
         tmp_path / "out",
@@ -101,6 +107,16 @@ def test_finetune_exports_a_new_package_citing_its_batch(tmp_path):
     assert lineage["trained_on"]["feedback"] == 2 and lineage["trained_on"]["replay"] >= 1
     assert "Feedback batch**: 7" in (package.path / "MODEL_CARD.md").read_text()
     assert (tmp_path / "out" / "model.pt").is_file()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="models")
+        assert register(tmp_path / "out", result, "models", "job-1", s3=s3) == package.version
+        registry = ModelRegistry(s3, None, "models")
+        assert registry.verify(package.version).version == package.version
+        base_of_next = s3.get_object(Bucket="models", Key=checkpoint_key(package.version))
+        assert base_of_next["Body"].read() == (tmp_path / "out" / "model.pt").read_bytes()
+        record = s3.get_object(Bucket="models", Key=training_result_key("job-1"))["Body"].read()
+        assert json.loads(record)["version"] == package.version
 
 
 def test_the_local_runner_reports_a_failed_job_as_eventbridge_would(tmp_path):
@@ -110,11 +126,14 @@ def test_the_local_runner_reports_a_failed_job_as_eventbridge_would(tmp_path):
         "TrainingJobName": "inktex-dev-batch-000001-0a1b2c3d",
         "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/"
         "inktex-dev-batch-000001-0a1b2c3d",
-        "HyperParameters": {"sagemaker_program": '"training/finetune.py"', "batch": "1"},
+        "HyperParameters": {"sagemaker_program": '"model_export/finetune_job.py"', "batch": "1"},
         "InputDataConfig": [],
         "OutputDataConfig": {"S3OutputPath": "s3://models/training/"},
     }
-    assert command_for(description, "py") == ["py", "-m", "training.finetune", "--batch", "1"]
+    expected = ["py", "-m", "model_export.finetune_job", "--batch", "1"]
+    assert command_for(description, "py") == expected
+    del description["HyperParameters"]["sagemaker_program"]
+    assert command_for(description, "py") == expected  # the job's program by default
     event = run_job(description, s3=None, work=tmp_path, python="false")
     sample = json.loads(
         (Path(__file__).resolve().parents[2] / "events" / "training_job_failed.json").read_text()

@@ -102,3 +102,15 @@ def test_the_source_check_sees_imports_inside_functions(tmp_path):
 def test_importing_the_core_loads_nothing_beside_it():
     modules = _imported_after("; ".join(f"import {m}" for m in sorted(CORE)))
     assert not {m for m in modules if m.split(".")[0] in BESIDE}
+
+
+def test_training_imports_neither_the_exporter_nor_the_stack_nor_the_functions():
+    # model_export -> training, one way: the retraining job (model_export/finetune_job.py)
+    # sits above both, so fine-tuning never reaches back into the exporter.
+    broken = [
+        f"{path.relative_to(ROOT)}:{line}: imports {package}"
+        for path in sorted((ROOT / "training").rglob("*.py"))
+        for line, package in _imports_in_source(path)
+        if package in {"model_export", "local_stack", "functions"}
+    ]
+    assert not broken, "\n".join(broken)

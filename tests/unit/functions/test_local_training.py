@@ -13,8 +13,7 @@ import pytest
 from lambda_testkit import TINY_MODEL
 
 from local_stack.local_runner import LocalTrainingRunner, read_jobs, run_job
-from local_stack.seed import EVAL, REPLAY, SeedError, plan, seed
-from local_stack.stack import register_model
+from local_stack.seed import EVAL, REPLAY, SeedError, plan, register_model, seed
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "inkml"
 JOB = "inktex-dev-batch-000001-0a1b2c3d"

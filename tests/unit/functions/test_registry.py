@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from lambda_testkit import ENV, TINY_MODEL, TINY_VERSION
 
+from functions.common.model_bucket import checkpoint_key, package_key
 from functions.common.registry import RegistryError
 from inktex.cli import main
 from inktex.errors import ModelPackageError
@@ -52,6 +54,37 @@ def test_versions_and_verify(aws, tmp_path):
     aws.s3.put_object(Bucket=aws.model_bucket, Key=f"models/{TINY_VERSION}/vocab.json", Body=b"{}")
     with pytest.raises(ModelPackageError, match="vocab.json"):
         aws.registry.verify(TINY_VERSION)
+
+
+def test_register_uploads_the_package_and_its_checkpoint_once(aws, tmp_path):
+    package = tmp_path / "package"
+    shutil.copytree(TINY_MODEL, package)
+    (package / "checkpoint.pt").write_bytes(b"not in the manifest")
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    assert aws.registry.register(package, checkpoint) == TINY_VERSION
+    listed = aws.s3.list_objects_v2(Bucket=aws.model_bucket)["Contents"]
+    manifest = json.loads((TINY_MODEL / "manifest.json").read_text())
+    assert sorted(o["Key"] for o in listed) == sorted(
+        [package_key(TINY_VERSION, name) for name in [*manifest["files"], "manifest.json"]]
+        + [checkpoint_key(TINY_VERSION), checkpoint_key(TINY_VERSION, "VERSION")]
+    )
+    base = aws.s3.get_object(Bucket=aws.model_bucket, Key=checkpoint_key(TINY_VERSION, "VERSION"))
+    assert base["Body"].read().decode() == TINY_VERSION  # a fine-tune from it names its base
+    assert aws.registry.verify(TINY_VERSION).version == TINY_VERSION
+    checkpoint.write_bytes(b"other weights")
+    aws.registry.register(package, checkpoint)  # again: nothing is replaced
+    body = aws.s3.get_object(Bucket=aws.model_bucket, Key=checkpoint_key(TINY_VERSION))["Body"]
+    assert body.read() == b"weights"
+
+
+def test_register_refuses_an_altered_package_before_uploading_anything(aws, tmp_path):
+    package = tmp_path / "package"
+    shutil.copytree(TINY_MODEL, package)
+    (package / "vocab.json").write_text("{}")
+    with pytest.raises(ModelPackageError, match="vocab.json"):
+        aws.registry.register(package, tmp_path / "model.pt")
+    assert "Contents" not in aws.s3.list_objects_v2(Bucket=aws.model_bucket)
 
 
 def cli(*argv: str) -> int:

@@ -130,7 +130,7 @@ def test_the_training_job_request_has_the_aws_shape(aws, production, threshold, 
     assert job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{aws.model_bucket}/training/"
     hp = job["HyperParameters"]
-    assert json.loads(hp["sagemaker_program"]) == "training/finetune.py"
+    assert json.loads(hp["sagemaker_program"]) == "model_export/finetune_job.py"
     assert json.loads(hp["sagemaker_submit_directory"]) == ENV["TRAINING_SOURCE_URI"]
     assert hp["base-version"] == production and hp["batch"] == "1"
     assert hp["model-bucket"] == aws.model_bucket and hp["job-name"] == job["TrainingJobName"]
