@@ -7,6 +7,7 @@ import { $ } from './dom.js';
 import { HistoryView } from './history.js';
 import { fileFrom, ImageRejected, prepareFile, typeNames } from './images.js';
 import { InkCanvas } from './ink.js';
+import { LiveRecognition } from './live.js';
 import { ModelsView } from './models.js';
 import { ResultPanel } from './result.js';
 
@@ -22,6 +23,7 @@ class App {
     this.result = new ResultPanel(this.api, this);
     this.history = new HistoryView(this.api, this);
     this.models = new ModelsView(this.api, this);
+    this.live = new LiveRecognition(this.ink, this.result, config);
     this.view = null;
     this.toastTimer = 0;
   }
@@ -218,11 +220,14 @@ class App {
   }
 
   async #recognize(input) {
+    this.live.serverShown(); // a live result arriving now must not replace the server's
     this.result.busy();
+    const started = performance.now();
     try {
       const record = await this.api.recognize(input);
       this.clearError();
       this.result.show(record);
+      document.body.dataset.serverLatencyMs = String(performance.now() - started); // tests read it
     } catch (error) {
       this.result.idle();
       this.fail(error);

@@ -41,7 +41,7 @@ function median(values) {
  * @param {Float32Array} values @param {number} q
  */
 export function percentile32(values, q) {
-  const s = Float32Array.from(values).sort();
+  const s = Float32Array.from(values);
   const n = s.length;
   const p = q / 100;
   const virtual = n * p + (1 + p * -1) - 1;
@@ -50,11 +50,42 @@ export function percentile32(values, q) {
   if (virtual >= n - 1) prev = next = n - 1;
   else if (virtual < 0) prev = next = 0;
   const gamma = virtual - Math.floor(virtual);
-  const a = s[prev];
-  const b = s[next];
+  const a = select(s, prev);
+  let b = a;
+  if (next !== prev) {
+    b = Infinity; // the smallest value right of `prev` after the partition
+    for (let i = prev + 1; i < n; i++) if (s[i] < b) b = s[i];
+  }
   const diff = f32(b - a);
   if (gamma >= 0.5) return f32(b - f32(diff * f32(1 - gamma)));
   return f32(a + f32(diff * f32(gamma)));
+}
+
+/** The k-th smallest value, `a` partitioned around it (Hoare's quickselect, in place).
+ * @param {Float32Array} a @param {number} k */
+function select(a, k) {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
+  }
+  return a[k];
 }
 
 /** Non-empty strokes as float64 point lists; refuses what the renderer refuses. @param {Strokes} strokes */
@@ -235,7 +266,7 @@ export function renderStrokes(strokes, size = 256, margin = CORE_MARGIN, lineWid
   const oy = rint((span - (y1 - y0) * scale) / 2) + margin;
   const pixels = drawn.map((s) => s.map(([x, y]) => [rint((x - x0) * scale) + ox, rint((y - y0) * scale) + oy]));
   const ink = drawInk(pixels, size, size, lineWidth);
-  const gray = new Uint8Array(size * size);
+  const gray = new Uint8Array(size * size); // rounded half to even, as np.round
   for (let i = 0; i < gray.length; i++) gray[i] = rint(255 * (1 - ink[i]));
   return gray;
 }
@@ -252,7 +283,9 @@ function renderAtScale(strokes, margin, lineWidth) {
   const [, , hx, hy] = bounds(pixels);
   const width = Math.trunc(hx) + lineWidth + margin;
   const height = Math.trunc(hy) + lineWidth + margin;
-  return { data: Float32Array.from(drawInk(pixels, height, width, lineWidth)), height, width };
+  const data = new Float32Array(height * width);
+  data.set(drawInk(pixels, height, width, lineWidth));
+  return { data, height, width };
 }
 
 // --- the one scale (inktex/scale.py) ------------------------------------------------------
@@ -297,7 +330,9 @@ function normaliseContrast(ink) {
   const strokes = ink.filter((v) => v > threshold);
   if (strokes.length === 0) throw new Error('no handwriting found after scaling: the ink is too faint');
   const peak = f32(Math.max(percentile32(strokes, 90), 1e-3));
-  return ink.map((v) => Math.min(1, Math.max(0, f32(v / peak))));
+  const out = new Float32Array(ink.length);
+  for (let i = 0; i < ink.length; i++) out[i] = Math.min(1, Math.max(0, ink[i] / peak));
+  return out;
 }
 
 /** `pad_to_stride`: paper right and below, to a multiple of STRIDE, at most the largest input.
@@ -326,25 +361,34 @@ function strokesToInput(strokes, cfg) {
 
 // Pillow underneath ink_map and fit_to_box, for the 256 x 256 rendering they receive.
 
+/** The running max of a line over windows of `size`, edges replicated (van Herk and
+ * Gil-Werman: three comparisons a pixel whatever the size). @param {Uint8Array} line
+ * @param {number} size @param {Uint8Array} out */
+function maxLine(line, size, out) {
+  const n = line.length;
+  const r = Math.floor(size / 2);
+  const m = n + 2 * r;
+  const p = new Uint8Array(m);
+  for (let j = 0; j < m; j++) p[j] = line[Math.min(n - 1, Math.max(0, j - r))];
+  const g = new Uint8Array(m);
+  const hh = new Uint8Array(m);
+  for (let j = 0; j < m; j++) g[j] = j % size === 0 ? p[j] : Math.max(g[j - 1], p[j]);
+  for (let j = m - 1; j >= 0; j--) hh[j] = j === m - 1 || (j + 1) % size === 0 ? p[j] : Math.max(hh[j + 1], p[j]);
+  for (let i = 0; i < n; i++) out[i] = Math.max(hh[i], g[i + size - 1]);
+}
+
 /** `ImageFilter.MaxFilter(size)` on an L image: edges replicated. @param {Uint8Array} img
  * @param {number} h @param {number} w @param {number} size */
 function maxFilter(img, h, w, size) {
-  const r = Math.floor(size / 2);
   const rows = new Uint8Array(h * w);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let m = 0;
-      for (let i = Math.max(0, x - r); i <= Math.min(w - 1, x + r); i++) m = Math.max(m, img[y * w + i]);
-      rows[y * w + x] = m;
-    }
-  }
+  for (let y = 0; y < h; y++) maxLine(img.subarray(y * w, (y + 1) * w), size, rows.subarray(y * w, (y + 1) * w));
   const out = new Uint8Array(h * w);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let m = 0;
-      for (let j = Math.max(0, y - r); j <= Math.min(h - 1, y + r); j++) m = Math.max(m, rows[j * w + x]);
-      out[y * w + x] = m;
-    }
+  const column = new Uint8Array(h);
+  const result = new Uint8Array(h);
+  for (let x = 0; x < w; x++) {
+    for (let y = 0; y < h; y++) column[y] = rows[y * w + x];
+    maxLine(column, size, result);
+    for (let y = 0; y < h; y++) out[y * w + x] = result[y];
   }
   return out;
 }
@@ -415,20 +459,25 @@ function boxBlur(img, h, w, radius) {
  * @param {Uint8Array} gray @param {number} h @param {number} w
  */
 export function inkMap(gray, h, w) {
-  let g = Float32Array.from(gray, (v) => f32(v / 255));
-  if (percentile32(g, 50) < 0.5) g = g.map((v) => f32(1 - v));
+  const n = gray.length;
+  const g = new Float32Array(n);
+  for (let i = 0; i < n; i++) g[i] = gray[i] / 255;
+  if (percentile32(g, 50) < 0.5) for (let i = 0; i < n; i++) g[i] = 1 - g[i];
   if (Math.min(h, w) >= 64) {
     if (Math.max(h, w) > 256) throw new Error('ink_map: only renderings up to 256 px are supported');
-    const small = Uint8Array.from(g, (v) => Math.trunc(f32(v * 255)));
+    const small = new Uint8Array(n);
+    for (let i = 0; i < n; i++) small[i] = Math.trunc(f32(g[i] * 255));
     const paper = boxBlur(maxFilter(small, h, w, 9), h, w, 6);
     const floor = f32(1e-3);
-    g = g.map((v, i) => Math.min(1, Math.max(0, f32(v / Math.max(f32(paper[i] / 255), floor)))));
+    for (let i = 0; i < n; i++) g[i] = Math.min(1, Math.max(0, f32(g[i] / Math.max(f32(paper[i] / 255), floor))));
   }
-  const ink = g.map((v) => f32(1 - v));
+  const ink = new Float32Array(n);
+  for (let i = 0; i < n; i++) ink[i] = 1 - g[i];
   const noise = percentile32(ink, 50) + 0.08;
   const n32 = f32(noise);
   const d32 = f32(Math.max(1 - noise, 1e-3));
-  return ink.map((v) => Math.min(1, Math.max(0, f32(f32(v - n32) / d32))));
+  for (let i = 0; i < n; i++) ink[i] = Math.min(1, Math.max(0, f32(f32(ink[i] - n32) / d32)));
+  return ink;
 }
 
 /** Pillow's resampling weights (Resample.c's precompute_coeffs). @param {number} inSize

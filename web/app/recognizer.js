@@ -169,9 +169,10 @@ export class BrowserRecognizer {
   /**
    * LaTeX for strokes, as the server's `recognize_strokes` answers.
    * @param {Strokes} strokes @param {number} [beam] 1: greedy; default: the package's
+   * @param {number} [maxLen] at most so many tokens; default: the package's
    * @returns {Promise<Recognition>}
    */
-  async recognize(strokes, beam = this.beamSize) {
+  async recognize(strokes, beam = this.beamSize, maxLen = this.maxLen) {
     const started = now();
     const input = strokesToModelInput(strokes, this.manifest.preprocess);
     const preprocessed = now(started);
@@ -184,8 +185,8 @@ export class BrowserRecognizer {
     const model = new OnnxStepModel(this.ort, this.step, encoded);
     const hyps =
       beam <= 1
-        ? await greedySearch(model, this.sosId, this.eosId, this.maxLen, this.grammar)
-        : await beamSearch(model, this.sosId, this.eosId, this.maxLen, beam, this.lengthPenalty, this.grammar);
+        ? await greedySearch(model, this.sosId, this.eosId, maxLen, this.grammar)
+        : await beamSearch(model, this.sosId, this.eosId, maxLen, beam, this.lengthPenalty, this.grammar);
     const total = now(started);
     const describe = (/** @type {import('./search.js').Hypothesis} */ h) => {
       const tokens = decodeTokens(this.vocab, h.ids);

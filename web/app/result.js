@@ -44,7 +44,8 @@ export class ResultPanel {
     this.record = record;
     $('#result').setAttribute('aria-busy', 'false');
     showOnly(STATES, 'result-body');
-    const meta = [record.model_version && `model ${record.model_version}`, record.latency_ms != null && `${Math.round(record.latency_ms)} ms`];
+    const where = record.source === 'browser' ? 'in this browser' : 'on the server';
+    const meta = [record.model_version && `model ${record.model_version}`, where, record.latency_ms != null && `${Math.round(record.latency_ms)} ms`];
     $('#result-meta').textContent = meta.filter(Boolean).join(' · ');
 
     const confidence = Number(record.confidence);
@@ -68,11 +69,14 @@ export class ResultPanel {
       ? 'Signed in: each result is kept in your history, where you can correct it to teach the model.'
       : 'Signed out, nothing is kept. Sign in to keep a history and to teach the model with your corrections.';
     if (!this.record) return;
-    const canSend = this.app.isSignedIn() && this.record.source !== 'recognize';
+    const live = this.record.source === 'browser';
+    const canSend = this.app.isSignedIn() && this.record.source !== 'recognize' && !live;
     $('#feedback-form').hidden = !canSend;
     const anon = $('#feedback-anonymous');
     anon.hidden = canSend;
-    anon.firstElementChild.textContent = this.app.isSignedIn()
+    anon.firstElementChild.textContent = live
+      ? `Read in this browser and kept nowhere. Choose Recognise to ask the server${this.app.isSignedIn() ? ', which keeps it in your history, where you can correct it' : ''}.`
+      : this.app.isSignedIn()
       ? 'This result was made before you signed in, so it is not in your history: recognise it again to correct it.'
       : 'Sign in to correct results and help the model learn.';
   }
