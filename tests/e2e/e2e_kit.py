@@ -99,7 +99,7 @@ def open_app(
     for pattern, handler in (routes or {}).items():
         context.route(pattern, handler)
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(120_000)  # a ceiling for a hang on a busy machine, not a speed gate
     page.goto(path)
     page.wait_for_selector("body[data-ready=true]")
     return page

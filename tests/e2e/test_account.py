@@ -26,7 +26,7 @@ from e2e_kit import (
 from PIL import Image
 from playwright.sync_api import expect
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e]  # the ceiling for a hang: pyproject.toml's timeout
 
 IMAGE = INKML / "518_em_425.png"
 TRUTH = {  # tests/fixtures/inkml/labels.tsv
@@ -155,7 +155,7 @@ def test_a_large_photo_goes_whole_through_a_presigned_upload(page, stack, tmp_pa
     with page.expect_request(lambda r: r.method == "PUT" and "/uploads/" in r.url) as put:
         page.set_input_files("#file", str(big))
     assert put.value.headers["content-type"] == "image/png"
-    page.wait_for_selector("#result-body:not([hidden]) #preview .katex", timeout=60_000)
+    page.wait_for_selector("#result-body:not([hidden]) #preview .katex", timeout=300_000)
     expect(page.locator("#image-preview-caption")).to_contain_text("uploaded whole")
     key = unquote(urlsplit(put.value.url).path).split("/", 2)[2]  # /<bucket>/<key>
     status, body = stack.request(

@@ -40,7 +40,7 @@ def promtool(tmp_path) -> tuple[str, Path]:
 def test_promtool(promtool, args):
     tool, folder = promtool
     done = subprocess.run(
-        [tool, *args], cwd=folder, capture_output=True, text=True, timeout=60, check=False
+        [tool, *args], cwd=folder, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

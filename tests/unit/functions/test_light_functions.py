@@ -45,7 +45,7 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r}))
 
 def test_the_trigger_and_the_metrics_function_run_without_onnxruntime_or_numpy():
     done = subprocess.run(
-        [sys.executable, "-c", BLOCKED_RUN], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", BLOCKED_RUN], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
