@@ -1,12 +1,12 @@
 """`template.yaml`, read as CloudFormation reads it: the local stack's only source of resources.
 
-`load_template` parses the YAML with the short-form intrinsic tags (`!Ref`, `!Sub`, `!GetAtt`,
-`!If`, ...) turned into their long forms; `Stack` resolves intrinsics against parameter
-values, pseudo parameters and the physical names the local stack gives resources, and
-answers what the local stack needs: buckets, SSM parameters, queues, the HTTP API's routes,
-authorizer, CORS and throttling, each function's environment, S3 notifications and
-EventBridge rules. Nothing here is a second list of resources: add one to the template and
-the local stack has it.
+`load_template` reads it with cfn-lint's template decoder, the short-form intrinsic tags
+(`!Ref`, `!Sub`, `!GetAtt`, `!If`, ...) turned into their long forms; `Stack` resolves
+intrinsics against parameter values, pseudo parameters and the physical names the local
+stack gives resources, and answers what the local stack needs: buckets, SSM parameters,
+queues, the HTTP API's routes, authorizer, CORS and throttling, each function's
+environment, S3 notifications and EventBridge rules. Nothing here is a second list of
+resources: add one to the template and the local stack has it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from inktex.errors import InkTeXError
 
@@ -28,32 +26,31 @@ class TemplateError(InkTeXError):
     """template.yaml uses something the local stack cannot resolve."""
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader plus CloudFormation's short-form tags (`!Ref X` -> {"Ref": "X"})."""
-
-
-def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    if suffix == "Condition":
-        return {"Condition": value}
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_template(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 (a SafeLoader subclass)
+    """A CloudFormation template as plain data, read by cfn-lint's decoder: YAML or JSON,
+    with the short-form tags in their long forms (`!Ref X` -> {"Ref": "X"}, `!GetAtt A.B`
+    -> {"Fn::GetAtt": ["A", "B"]}, `!Sub`, `!If`, ...). A template it cannot read (bad
+    YAML, a duplicate key) is a TemplateError with its messages."""
+    # imported here: cfn-lint loads the libraries of all its rules (seconds), so only the
+    # commands that read the template pay for it
+    from cfnlint.decode import decode
+
+    template, problems = decode(str(path))
+    if problems or template is None:
+        raise TemplateError(f"{path}: " + "; ".join(p.message for p in problems or []))
+    return _plain(template)
+
+
+def _plain(value: Any) -> Any:
+    """cfn-lint's nodes (dict, list and str subclasses that carry line numbers) as the
+    builtin types, so nothing downstream depends on cfn-lint's classes."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 @dataclass(frozen=True)

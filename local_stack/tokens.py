@@ -1,41 +1,36 @@
 """The local development issuer: RS256 JWTs shaped like Cognito's, and their verification.
 
-The key pair is generated once and kept in the state directory (`issuer-key.pem`), so tokens
-outlive restarts. Tokens carry the issuer and audience that template.yaml's JWT authorizer
-names (resolved for the local stack), so the gateway checks them exactly as API Gateway
-checks Cognito's: signature (RS256, key id), expiry and not-before, issuer, audience (or
-`client_id` for access tokens).
+The key pair is generated once and kept in the state directory (`issuer-key.pem`, readable
+by its owner only), so tokens outlive restarts. Tokens carry the issuer and audience that
+template.yaml's JWT authorizer names (resolved for the local stack), so the gateway checks
+them as API Gateway checks Cognito's: signature (RS256, key id), expiry and not-before,
+issuer, audience (or `client_id` for access tokens). Signing and verifying are PyJWT's;
+what is here is Cognito's shape and API Gateway's rules.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+import jwt
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from jwt.utils import base64url_encode
 
 from inktex.errors import InkTeXError
 
 KEY_FILE = "issuer-key.pem"
+ALGORITHM = "RS256"
 _SUB_NAMESPACE = uuid.UUID("6f1c1d4e-8f0b-4f55-9a41-2b8f5f1b9e0d")
 
 
 class TokenError(InkTeXError):
     """A bearer token that the authorizer refuses; the message says why."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def subject_of(username: str) -> str:
@@ -57,51 +52,35 @@ class Issuer:
         else:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
             )
-            path.chmod(0o600)
+            # created owner-only: never readable by others, not even for a moment
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
         return cls(key=key, issuer=issuer, audience=audience)
 
     @property
     def kid(self) -> str:
+        """The key's id: the first 12 bytes of its public key's SHA-256, base64url."""
         der = self.key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         digest = hashes.Hash(hashes.SHA256())
         digest.update(der)
-        return _b64(digest.finalize()[:12])
+        return base64url_encode(digest.finalize()[:12]).decode()
 
     def jwks(self) -> dict:
-        numbers = self.key.public_key().public_numbers()
-
-        def as_b64(n: int) -> str:
-            return _b64(n.to_bytes((n.bit_length() + 7) // 8, "big"))
-
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "alg": "RS256",
-                    "use": "sig",
-                    "kid": self.kid,
-                    "n": as_b64(numbers.n),
-                    "e": as_b64(numbers.e),
-                }
-            ]
-        }
+        """The public key as a JWK Set, as Cognito publishes it at /.well-known/jwks.json."""
+        jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        public = {name: jwk[name] for name in ("kty", "n", "e")}  # Cognito's fields, no key_ops
+        return {"keys": [{**public, "alg": ALGORITHM, "use": "sig", "kid": self.kid}]}
 
     def sign(self, claims: dict) -> str:
-        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
-        signing_input = ".".join(
-            _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-        )
-        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input}.{_b64(signature)}"
+        return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
     def id_token(
         self,
@@ -155,33 +134,35 @@ class Issuer:
             claims["cognito:groups"] = list(groups)
         return self.sign(claims)
 
-    def verify(self, token: str, issuer: str, audience: list[str], now: float | None = None):
+    def verify(self, token: str, issuer: str, audience: list[str]) -> dict:
         """The token's claims, checked as API Gateway's JWT authorizer checks them."""
         try:
-            head_b64, body_b64, sig_b64 = token.split(".")
-            header = json.loads(_unb64(head_b64))
-            claims = json.loads(_unb64(body_b64))
-            signature = _unb64(sig_b64)
-        except ValueError as exc:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
             raise TokenError("the token is not a JWT") from exc
-        if header.get("alg") != "RS256" or header.get("kid") != self.kid:
+        if header.get("alg") != ALGORITHM or header.get("kid") != self.kid:
             raise TokenError("the token is not signed by this issuer's key")
         try:
-            self.key.public_key().verify(
-                signature,
-                f"{head_b64}.{body_b64}".encode(),
-                padding.PKCS1v15(),
-                hashes.SHA256(),
+            claims = jwt.decode(
+                token,
+                self.key.public_key(),
+                algorithms=[ALGORITHM],
+                issuer=issuer,
+                # API Gateway takes `client_id` for an access token's audience: checked below
+                options={"require": ["exp", "iss"], "verify_aud": False},
             )
-        except InvalidSignature as exc:
+        except jwt.InvalidSignatureError as exc:
             raise TokenError("the token's signature is invalid") from exc
-        now = time.time() if now is None else now
-        if not isinstance(claims.get("exp"), int | float) or claims["exp"] <= now:
-            raise TokenError("the token has expired")
-        if isinstance(claims.get("nbf"), int | float) and claims["nbf"] > now:
-            raise TokenError("the token is not valid yet")
-        if claims.get("iss") != issuer:
-            raise TokenError("the token's issuer is not the authorizer's")
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("the token has expired") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenError(f"the token has no {exc.claim!r} claim") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise TokenError("the token is not valid yet") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise TokenError("the token's issuer is not the authorizer's") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(f"the token is invalid: {exc}") from exc
         aud = claims.get("aud", claims.get("client_id"))
         auds = aud if isinstance(aud, list) else [aud]
         if not set(auds) & set(audience):

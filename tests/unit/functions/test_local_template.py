@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from lambda_testkit import ENV, REPO
 
-from local_stack.template import Stack, load_template
+from local_stack.template import Stack, TemplateError, load_template
 
 TEMPLATE = REPO / "template.yaml"
 
@@ -69,3 +70,30 @@ def test_the_web_distribution_is_allowed_by_cors_and_sign_in_locally_too():
     assert client["CallbackURLs"][:2] == [f"{site}/", f"{site}/callback"]
     assert client["LogoutURLs"][0] == f"{site}/"
     assert stack.outputs()["WebUrl"] == f"{site}/"
+
+
+def test_the_template_is_plain_data_and_every_short_form_tag_is_read(tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Parameters:\n  Stage: {Type: String, Default: dev}\n"
+        "Conditions:\n  IsProd: !Equals [!Ref Stage, prod]\n"
+        "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n"
+        "    Properties:\n      BucketName: !Sub 'b-${Stage}'\n"
+        "      Tags: [{Key: k, Value: !If [IsProd, !GetAtt Bucket.Arn, !Select [0, [a]]]}]\n"
+    )
+    raw = load_template(template)
+    props = raw["Resources"]["Bucket"]["Properties"]
+    assert raw["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    assert props["BucketName"] == {"Fn::Sub": "b-${Stage}"}
+    assert props["Tags"][0]["Value"] == {
+        "Fn::If": ["IsProd", {"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Select": [0, ["a"]]}]
+    }
+    assert type(props["BucketName"]["Fn::Sub"]) is str  # no decoder classes leak out
+    assert Stack(raw).resolve(props["BucketName"]) == "b-dev"
+
+
+def test_a_template_with_a_duplicate_key_is_refused(tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text("Resources:\n  A: {Type: AWS::S3::Bucket}\n  A: {Type: AWS::SQS::Queue}\n")
+    with pytest.raises(TemplateError, match="A"):
+        load_template(template)
