@@ -7,6 +7,11 @@ function's answer is mapped back as API Gateway maps it. What API Gateway does b
 function runs is done here too: 401 for a missing or bad token (signature, expiry, issuer,
 audience), 429 past a route's rate, CORS preflights.
 
+The HTTP is werkzeug's threaded server (a listen backlog of 128, one connection per request,
+chunked bodies de-chunked), with the framing RFC 9112 says a server must refuse (a NUL in
+the target, a body framed by both Transfer-Encoding and Content-Length, two lengths)
+answered 400 before any route sees it (`framing_problem`).
+
 On the same port, for the browser: the web UI's static files (web/dist, else web/, else a
 placeholder page), `/config.json` (the API's URL and the sign-in settings) unless the UI
 ships one, and the local sign-in that stands in for Cognito's hosted UI (`/oauth2/authorize`,
@@ -29,9 +34,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
+
+from werkzeug.datastructures import Headers
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
 from local_stack.template import HttpApi, Route, Throttle
 from local_stack.tokens import Issuer, TokenError, gateway_claims
@@ -261,41 +269,105 @@ class Gateway:
     def redirect_allowed(self, uri: str, base: str) -> bool:
         return uri in self.callback_urls or uri.startswith(base + "/")
 
-    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
-        gateway = self
+    def serve(self, host: str, port: int) -> ThreadedWSGIServer:
+        """A threaded werkzeug server for this gateway (listen backlog 128); the caller runs
+        `serve_forever` and later `shutdown` and `server_close`."""
+        try:
+            server = make_server(host, port, self.wsgi, threaded=True, request_handler=_Strict)
+        except SystemExit as exc:  # werkzeug exits when it cannot bind; a library must not
+            raise OSError(f"cannot listen on {host}:{port}") from exc
+        return server  # type: ignore[return-value]
 
-        class Handler(_Handler):
-            pass
-
-        Handler.gateway = gateway
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        return server
+    def wsgi(self, environ, start_response):
+        """The WSGI application: one request in, one response out."""
+        exchange = _Exchange(self, Request(environ))
+        exchange.dispatch()
+        return exchange.response(environ, start_response)
 
 
 def _json_bytes(payload) -> bytes:
     return json.dumps(payload).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    gateway: Gateway
-    protocol_version = "HTTP/1.1"
-    server_version = "InkTeX-local-gateway"
+def framing_problem(target: str, headers) -> tuple[int, str] | None:
+    """Why a request cannot be framed or routed safely (RFC 9112), or None.
+
+    The request smuggling vectors are refused outright rather than resolved: a body framed
+    both by Transfer-Encoding and by Content-Length, two lengths, a length that is not a
+    number, a transfer coding other than chunked. A NUL (raw or percent-encoded) or another
+    control character in the target is refused too: no route or file name holds one."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target) or "%00" in target:
+        return 400, "the request target holds a control character"
+    lengths = headers.get_all("content-length") or []
+    encodings = headers.get_all("transfer-encoding") or []
+    if len(headers.get_all("host") or []) > 1:
+        return 400, "more than one Host header"
+    if len(lengths) > 1 or any("," in v for v in lengths):
+        return 400, "more than one Content-Length"
+    if lengths and not lengths[0].strip().isdigit():
+        return 400, f"a bad Content-Length: {lengths[0][:40]!r}"
+    if encodings and lengths:
+        return 400, "both Transfer-Encoding and Content-Length: the body's length is ambiguous"
+    if encodings:
+        codings = [c.strip().lower() for v in encodings for c in v.split(",") if c.strip()]
+        if not codings or codings[-1] != "chunked":
+            return 400, "Transfer-Encoding must end with chunked"
+        if codings != ["chunked"]:
+            return 501, f"Transfer-Encoding {', '.join(codings)} is not supported"
+    return None
+
+
+class _Strict(WSGIRequestHandler):
+    """werkzeug's request handler, refusing what RFC 9112 says a server must not guess at.
+    werkzeug parses the request line and headers (http.server) and de-chunks bodies; what it
+    would let through and this refuses is in `framing_problem`."""
+
     timeout = 60  # seconds a client may take to send its request (no slowloris)
 
-    def log_message(self, fmt, *args):  # quiet: the functions log their own requests
-        log.debug("%s %s", self.address_string(), fmt % args)
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = framing_problem(self.path, self.headers)
+        if (
+            problem is None
+            and self.request_version == "HTTP/1.0"
+            and "transfer-encoding" in self.headers
+        ):
+            problem = (400, "Transfer-Encoding in an HTTP/1.0 request")
+        if problem is None:
+            return True
+        status, reason = problem
+        log.info("%s %r refused: %s", status, self.path[:80], reason)
+        body = _json_bytes({"message": f"Bad Request: {reason}" if status == 400 else reason})
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        return False
 
-    # one entry point for every method
-    def do_GET(self):
-        self._dispatch()
+    def log_request(self, code="-", size="-") -> None:  # the functions log their own requests
+        log.debug("%s %s %s", self.address_string(), self.requestline, code)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+class _Exchange:
+    """One request and the response being built for it."""
+
+    def __init__(self, gateway: Gateway, request: Request):
+        self.gateway, self.request = gateway, request
+        self.command = request.method
+        self.client_ip = request.remote_addr or "127.0.0.1"
+        self.server_port = str(request.environ.get("SERVER_PORT", ""))
+        self.response = Response(status=500)
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{self.headers.get('host') or f'{host}:{port}'}"
+        host = self.request.headers.get("host")
+        if not host:
+            host = f"{self.request.environ.get('SERVER_NAME')}:{self.server_port}"
+        return f"http://{host}"
 
     def _send(
         self,
@@ -304,59 +376,72 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict | None = None,
         cookies: list[str] | None = None,
     ) -> None:
-        self.send_response(status)
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         headers.setdefault("content-type", "application/json")
         headers["content-length"] = str(len(body))
-        for k, v in headers.items():
-            self.send_header(k, v)
+        out = Headers(list(headers.items()))
         for cookie in cookies or []:
-            self.send_header("set-cookie", cookie)
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
+            out.add("set-cookie", cookie)
+        self.response = Response(body, status=status, headers=out)
 
     def _message(self, status: int, message: str, extra: dict | None = None) -> None:
         self._send(status, _json_bytes({"message": message}), extra)
 
-    def _dispatch(self) -> None:
-        split = urlsplit(self.path)
-        path, raw_query = split.path or "/", split.query
-        declared = (self.headers.get("content-length") or "0").strip()
-        if not declared.isdigit():
-            self.close_connection = True
-            return self._message(400, f"a bad Content-Length: {declared[:40]!r}")
-        length = int(declared)
-        if length > MAX_PAYLOAD_BYTES:  # refused, never held in memory
-            self._discard(length)
-            self.close_connection = True
-            return self._message(
-                413,
-                f"Request Entity Too Large: the body is {length} bytes; the API's limit is "
-                f"{MAX_PAYLOAD_BYTES}",
-                {"connection": "close"},
-            )
-        body = self.rfile.read(length) if length else b""
-        headers: dict[str, str] = {}
-        for k, v in self.headers.items():
-            k = k.lower()
-            headers[k] = f"{headers[k]},{v}" if k in headers and k != "cookie" else v
-        try:
-            if (self.command, path) in _SIGN_IN:
-                return _SIGN_IN[self.command, path](self, raw_query, body, headers)
-            self._api_or_static(path, raw_query, headers, body)
-        except BrokenPipeError:
-            pass
+    def _read_body(self) -> bytes | None:
+        """The body (de-chunked by werkzeug), or None when it is over the API's limit."""
+        environ = self.request.environ
+        stream = environ["wsgi.input"]
+        declared = self.request.content_length
+        if declared is not None:
+            if declared > MAX_PAYLOAD_BYTES:  # refused, never held in memory
+                self._discard(declared)
+                return None
+            return stream.read(declared) if declared else b""
+        if not environ.get("wsgi.input_terminated"):
+            return b""  # neither a length nor chunked: no body (RFC 9112, 6.3)
+        chunks, size = [], 0
+        while chunk := stream.read(1 << 16):
+            size += len(chunk)
+            if size > MAX_PAYLOAD_BYTES:
+                chunks.clear()
+                if size > 8 * MAX_PAYLOAD_BYTES:  # past this, the connection just closes
+                    return None
+            else:
+                chunks.append(chunk)
+        return b"".join(chunks) if size <= MAX_PAYLOAD_BYTES else None
 
     def _discard(self, length: int) -> None:
         """Read a refused body in chunks (so the client sees the answer, not a reset),
         up to a bound: past it, the connection is simply closed after the answer."""
+        stream = self.request.environ["wsgi.input"]
         left = length if length <= 8 * MAX_PAYLOAD_BYTES else 0
         while left > 0:
-            chunk = self.rfile.read(min(left, 1 << 16))
+            chunk = stream.read(min(left, 1 << 16))
             if not chunk:
                 break
             left -= len(chunk)
+
+    def dispatch(self) -> None:
+        environ = self.request.environ
+        split = urlsplit(environ.get("REQUEST_URI") or "/")
+        path, raw_query = split.path or "/", split.query
+        body = self._read_body()
+        if body is None:
+            declared = self.request.content_length
+            size = f"{declared} bytes" if declared is not None else "larger"
+            return self._message(
+                413,
+                f"Request Entity Too Large: the body is {size}; the API's limit is "
+                f"{MAX_PAYLOAD_BYTES}",
+                {"connection": "close"},
+            )
+        headers: dict[str, str] = {}
+        for k, v in self.request.headers.items():
+            k = k.lower()
+            headers[k] = f"{headers[k]},{v}" if k in headers and k != "cookie" else v
+        if (self.command, path) in _SIGN_IN:
+            return _SIGN_IN[self.command, path](self, raw_query, body, headers)
+        self._api_or_static(path, raw_query, headers, body)
 
     def _api_or_static(self, path, raw_query, headers, body) -> None:
         g = self.gateway
@@ -382,14 +467,14 @@ class _Handler(BaseHTTPRequestHandler):
             except TokenError as exc:
                 log.info("401 %s %s: %s", method, path, exc)
                 return self._message(401, "Unauthorized", {**cors, "www-authenticate": "Bearer"})
-        headers.setdefault("x-forwarded-for", self.client_address[0])
+        headers.setdefault("x-forwarded-for", self.client_ip)
         headers.setdefault("x-forwarded-proto", "http")
-        headers.setdefault("x-forwarded-port", str(self.server.server_address[1]))
+        headers.setdefault("x-forwarded-port", self.server_port)
         headers.setdefault(
             "x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
         )
         event = g.build_event(
-            route, params, method, path, raw_query, headers, body, self.client_address[0], claims
+            route, params, method, path, raw_query, headers, body, self.client_ip, claims
         )
         g.last_event = event
         try:
@@ -449,7 +534,7 @@ class _Handler(BaseHTTPRequestHandler):
 # --- local sign-in: what Cognito's hosted UI does for the browser ---------------------------
 
 
-def _authorize(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
+def _authorize(h: _Exchange, raw_query: str, body: bytes, headers: dict) -> None:
     q = {k: v[0] for k, v in parse_qs(raw_query).items()}
     g = h.gateway
     if q.get("client_id") != g.issuer.audience:
@@ -467,7 +552,7 @@ def _authorize(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
     h._send(200, page.encode(), {"content-type": "text/html; charset=utf-8"})
 
 
-def _login(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
+def _login(h: _Exchange, raw_query: str, body: bytes, headers: dict) -> None:
     form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
     g = h.gateway
     username = form.get("username", "").strip()
@@ -507,7 +592,7 @@ def _tokens(g: Gateway, username: str, groups: list[str]) -> dict:
     }
 
 
-def _token(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
+def _token(h: _Exchange, raw_query: str, body: bytes, headers: dict) -> None:
     form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
     g = h.gateway
     cors = g.cors_headers(headers.get("origin"), preflight=False)  # the UI's origin only
@@ -539,7 +624,7 @@ def _token(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
     )
 
 
-def _logout(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
+def _logout(h: _Exchange, raw_query: str, body: bytes, headers: dict) -> None:
     q = {k: v[0] for k, v in parse_qs(raw_query).items()}
     target = q.get("logout_uri") or q.get("redirect_uri") or "/"
     if target != "/" and not h.gateway.redirect_allowed(target, h.base_url):
@@ -547,7 +632,7 @@ def _logout(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
     h._send(302, headers={"location": target})
 
 
-def _jwks(h: _Handler, raw_query: str, body: bytes, headers: dict) -> None:
+def _jwks(h: _Exchange, raw_query: str, body: bytes, headers: dict) -> None:
     h._send(200, _json_bytes(h.gateway.issuer.jwks()))
 
 

@@ -196,9 +196,11 @@ class LocalStack:
         return info
 
     def stop(self, snapshot: bool = True) -> None:
+        """Take everything down; a second call does nothing more."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+            self.server = None
         if self.training is not None:
             self.training.stop()  # a running job is killed; its end is delivered next time
         for poller in self.pollers:
@@ -211,6 +213,8 @@ class LocalStack:
             runtime.stop()
         if self.moto is not None:
             self.moto.stop()
+            self.moto = None
+        self.pollers, self.training = [], None
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
     # --- parts ------------------------------------------------------------------------------

@@ -152,6 +152,10 @@ class FunctionRuntime:
             raise FunctionError(value)
         return value
 
+    def kill(self) -> None:
+        """SIGKILL the function's process (a finaliser's last resort)."""
+        self._kill()
+
     def _kill(self) -> None:
         if self._process is not None:
             self._process.kill()
