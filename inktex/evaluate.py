@@ -225,12 +225,13 @@ def error_report(evaluation: Evaluation, worst: int = 20, top: int = 30) -> dict
         if case.distance == 0:
             continue
         for ref, hyp in align(case.reference, case.prediction):
-            if ref is None:
-                insertions[hyp] += 1
-            elif hyp is None:
+            if ref is not None and hyp is not None:
+                if ref != hyp:
+                    substitutions[ref, hyp] += 1
+            elif ref is not None:
                 deletions[ref] += 1
-            elif ref != hyp:
-                substitutions[ref, hyp] += 1
+            elif hyp is not None:
+                insertions[hyp] += 1
     wrong = sorted((c for c in evaluation.cases if c.distance), key=lambda c: (-c.distance, c.name))
     return {
         "metrics": evaluation.scores.to_dict(),

@@ -141,12 +141,12 @@ def read_inkml(data: bytes | str | Path) -> InkMLDocument:
     root = _parse_xml(raw, repairs)
     if _local(root.tag) != "ink":
         raise InkMLError(f"the root element is <{_local(root.tag)}>, not <ink>: not InkML")
-    annotations = {}
+    annotations: dict[str, str] = {}
     for el in root:
         if _local(el.tag) != "annotation":
             continue
-        if el.get("type"):
-            annotations[el.get("type")] = (el.text or "").strip()
+        if kind := el.get("type"):
+            annotations[kind] = (el.text or "").strip()
         else:
             repairs.append("an annotation has no type (it is ignored)")
     strokes, stroke_index = _traces(root, repairs)
@@ -232,7 +232,8 @@ def _traces(root: Element, repairs: list[str]) -> tuple[Strokes, dict[str, int]]
         raise InkMLError(f"{len(texts)} traces is more than the limit of {MAX_STROKES}")
     if sum(t.count(",") + 1 for _, t in texts) > MAX_POINTS:
         raise InkMLError(f"the InkML holds more than {MAX_POINTS} points")
-    strokes, index = [], {}
+    strokes: Strokes = []
+    index: dict[str, int] = {}
     for trace_id, text in texts:
         if not text.strip():
             repairs.append("a trace has no points (it is skipped)")

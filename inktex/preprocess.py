@@ -67,7 +67,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             fmt = image.format
             if fmt not in ALLOWED_FORMATS:
                 raise ImageError(f"unsupported image type {fmt}: send PNG, JPEG, WebP or BMP")
@@ -127,7 +127,9 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
         if scale < 1:
             small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))))
         paper = small.filter(ImageFilter.MaxFilter(9)).filter(ImageFilter.BoxBlur(6))
-        paper_arr = np.asarray(paper.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255
+        paper_arr = (
+            np.asarray(paper.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32) / 255
+        )
         g = np.clip(g / np.maximum(paper_arr, 1e-3), 0.0, 1.0)
     ink = 1.0 - g
     # Paper texture and JPEG noise sit well below real strokes: cut them off.
@@ -170,7 +172,7 @@ def scale_to_input(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     scale *= shrink_factor(h * scale, w * scale, cfg)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(
-        (new_w, new_h), Image.BOX if scale < 1 else Image.BILINEAR
+        (new_w, new_h), Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     )
     m = cfg.margin
     out = np.zeros((new_h + 2 * m, new_w + 2 * m), dtype=np.float32)
@@ -255,7 +257,7 @@ def fit_to_box(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     # Box filtering keeps thin strokes when shrinking (they fade rather than vanish).
     resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(
-        (new_w, new_h), Image.BOX if scale < 1 else Image.BILINEAR
+        (new_w, new_h), Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     )
     out = np.zeros((cfg.height, cfg.width), dtype=np.float32)
     y0, x0 = (cfg.height - new_h) // 2, (cfg.width - new_w) // 2

@@ -267,7 +267,7 @@ class OnnxRecognizer:
     ) -> list[Recognition]:
         """Recognitions of preprocessed model inputs, decoded in padded batches of similar
         size, in the inputs' order."""
-        out: list[Recognition | None] = [None] * len(inputs)
+        out: dict[int, Recognition] = {}
         shapes = [x.shape for x in inputs]
         for batch in size_batches(shapes, batch_pixels, batch_size):
             started = time.perf_counter()
@@ -276,7 +276,7 @@ class OnnxRecognizer:
             per_item = (time.perf_counter() - started) * 1000 / len(results)
             for i, r in zip(batch, results, strict=True):
                 out[i] = self._recognition(r, per_item)
-        return out
+        return [out[i] for i in range(len(inputs))]
 
     def _recognition(self, result: SearchResult, latency_ms: float) -> Recognition:
         def describe(hyp):

@@ -35,20 +35,23 @@ class AliasMove:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_value(cls, alias: str, value: str | dict) -> AliasMove:
+    def from_value(cls, alias: str, value: str | bytes | dict) -> AliasMove:
         """Parse a parameter value; a bare version string (hand-set) is accepted too."""
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                parsed = json.loads(value)
             except ValueError:
                 return cls(alias=alias, version=value.strip())
+            value = parsed
         if not isinstance(value, dict):
             return cls(alias=alias, version="")
         fields = {k: str(value.get(k) or "") for k in ("version", "previous", "moved_at", "reason")}
         return cls(alias=alias, by=str(value.get("by") or ""), **fields)
 
 
-def version_of(value: str | dict | None) -> str:
+def version_of(value: str | bytes | dict | None) -> str:
     """The version an alias parameter's value names ("" when none)."""
     return "" if value is None else AliasMove.from_value("", value).version
 

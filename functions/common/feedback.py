@@ -113,7 +113,7 @@ def assess(predicted: list[str], corrected: list[str], mean_logprob: float | Non
     far = ratio > SUSPICIOUS_EDIT_RATIO
     unlikely = mean_logprob is not None and mean_logprob < SUSPICIOUS_MEAN_LOGPROB
     suspicious = far and unlikely
-    if suspicious:
+    if suspicious and mean_logprob is not None:  # unlikely implies a mean_logprob
         reason = (
             f"rewrites {ratio:.0%} of the prediction and the model gives it a per-token "
             f"probability of {math.exp(mean_logprob):.2%}"

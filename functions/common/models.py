@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class Recognizer(Protocol):
-    version: str
+    @property
+    def version(self) -> str: ...
 
 
 class ModelUnavailable(InkTeXError):

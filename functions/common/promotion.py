@@ -214,7 +214,7 @@ def evaluate_versions(
     registry: ModelRegistry, versions: dict[str, str], sets: dict[str, list[Case]]
 ) -> dict[str, dict]:
     """{role: {set: scores}} for each role's version ("candidate", "production")."""
-    out = {}
+    out: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for role, version in versions.items():
             if not version:

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from functions.common import telemetry
+from functions.common.aws import S3Client
 from functions.common.feedback_store import HELD, OWNER_TAG_LEN, PENDING, USED
 from functions.common.model_bucket import checkpoint_key
 from functions.common.s3json import delete_versions, put_json
@@ -113,7 +114,7 @@ def heldout_ids(ids: list[str]) -> set[str]:
 
 @dataclass
 class FeedbackBatches:
-    s3: object
+    s3: S3Client
     bucket: str
     counted: int = 0  # pending votes the latest claim counted (after the per-user cap)
 

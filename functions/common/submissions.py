@@ -17,6 +17,7 @@ import email.utils
 import io
 import json
 from dataclasses import dataclass
+from email.message import MIMEPart
 
 from PIL import Image
 
@@ -134,7 +135,8 @@ def _from_multipart(body: bytes, content_type: str) -> Submission:
                 f"got {found or 'none'}: {USAGE}"
             )
         ((name, part),) = inputs
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)  # None for a nested multipart part
+        data = payload if isinstance(payload, bytes) else b""
         filename = (part.get_filename() or "").lower()
         is_inkml = filename.endswith(".inkml") or part.get_content_type() == INKML_TYPE
     except InputError:
@@ -149,12 +151,12 @@ def _from_multipart(body: bytes, content_type: str) -> Submission:
     return image(data)
 
 
-def _multipart_parts(body: bytes, content_type: str) -> list[tuple[str, object]]:
+def _multipart_parts(body: bytes, content_type: str) -> list[tuple[str, MIMEPart]]:
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     if not message.is_multipart():
         raise InputError("multipart/form-data without a boundary: send a `file` part")
-    parts = []
+    parts: list[tuple[str, MIMEPart]] = []
     for part in message.iter_parts():
         if len(parts) == MAX_MULTIPART_PARTS:
             raise InputError(f"the form has more than {MAX_MULTIPART_PARTS} parts")

@@ -34,6 +34,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from functions.common.aws import S3Client
+
 log = logging.getLogger(__name__)
 
 DELTAS = "metrics/deltas/"
@@ -215,10 +217,10 @@ class Delta:
 class _Recorder:
     def __init__(self) -> None:
         self.delta = Delta()
-        self.s3 = None
+        self.s3: S3Client | None = None
         self.bucket = ""
 
-    def configure(self, s3, bucket: str) -> None:
+    def configure(self, s3: S3Client, bucket: str) -> None:
         self.s3, self.bucket = s3, bucket
 
     def begin(self) -> None:

@@ -95,8 +95,8 @@ class WebModels:
             settings = {name: json.loads(self._get(version, name)) for name in SETTINGS_FILES}
         except (ValueError, KeyError, TypeError) as exc:
             raise WebModelUnavailable(f"model {version}'s package is unreadable: {exc}") from exc
-        files: dict | None = {}
-        reason = ""
+        files: dict = {}
+        reason = ""  # set when the browser cannot run this version
         for name in WEB_FILES:
             if name not in hashes:
                 raise WebModelUnavailable(f"model {version}'s manifest does not list {name}")
@@ -106,12 +106,9 @@ class WebModels:
                 raise WebModelUnavailable(f"model {version} lacks {name}: {exc}") from exc
             size = int(head["ContentLength"])
             if size > MAX_FILE_BYTES:
-                files, reason = (
-                    None,
-                    (
-                        f"{name} is {size / 1e6:.1f} MB, more than an API answer carries "
-                        f"({MAX_FILE_BYTES / 1e6:.1f} MB): this model runs on the server only"
-                    ),
+                reason = (
+                    f"{name} is {size / 1e6:.1f} MB, more than an API answer carries "
+                    f"({MAX_FILE_BYTES / 1e6:.1f} MB): this model runs on the server only"
                 )
                 break
             files[name] = {"sha256": hashes[name], "bytes": size}
@@ -121,8 +118,8 @@ class WebModels:
             "vocab": settings["vocab.json"],
             "preprocess": settings["preprocess.json"],
             "search": {k: model[k] for k in _SEARCH_SETTINGS if k in model},
-            "files": files,
-            "browser": files is not None,
+            "files": None if reason else files,
+            "browser": not reason,
             "reason": reason,
         }
 

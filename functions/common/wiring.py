@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from functions.common import telemetry
 from functions.common.aliases import AliasReader
+from functions.common.aws import S3Client, SSMClient
 from functions.common.config import Settings
 from functions.common.feedback_store import FeedbackStore
 from functions.common.store import PredictionStore
@@ -26,8 +27,8 @@ from functions.common.store import PredictionStore
 @dataclass
 class Services:
     settings: Settings
-    s3: object
-    ssm: object
+    s3: S3Client
+    ssm: SSMClient
     store: PredictionStore
     feedback: FeedbackStore
     production_version: Callable[[], str]  # the one alias reader (aliases.AliasReader)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -27,7 +28,9 @@ class StateCollector:
     def __init__(self, state: dict, production_version: str, backlog: bool = False):
         self.state, self.production_version, self.backlog = state, production_version, backlog
 
-    def _series(self, kind: str, name: str) -> list[tuple[dict, object]]:
+    def _series(self, kind: str, name: str) -> list[tuple[dict[str, str], Any]]:
+        """A metric's series of one kind: (labels, value) with the value as the state's JSON
+        holds it (a counter's float, a histogram's {"b", "sum", "n"}, a gauge's [value, at])."""
         found = []
         for key, value in self.state[kind].items():
             metric_name, labels = parse_key(key)
@@ -39,26 +42,29 @@ class StateCollector:
         for m in METRICS.values():
             names = list(m.labels)
             if m.kind == "counter":
-                family = CounterMetricFamily(m.name, m.help, labels=names)
+                counter = CounterMetricFamily(m.name, m.help, labels=names)
                 seen = self._series("counters", m.name)
                 keys = {series_key(m.name, labels) for labels, _ in seen}
                 seen += [(k, 0.0) for k in m.known if series_key(m.name, k) not in keys]
                 for labels, value in sorted(seen, key=lambda s: sorted(s[0].items())):
-                    family.add_metric([labels[n] for n in names], value)
+                    counter.add_metric([labels[n] for n in names], value)
+                yield counter
             elif m.kind == "histogram":
-                family = HistogramMetricFamily(m.name, m.help, labels=names)
+                histogram = HistogramMetricFamily(m.name, m.help, labels=names)
                 for labels, h in self._series("histograms", m.name):
-                    cumulative, running = [], 0
+                    cumulative: list[tuple[str, float]] = []
+                    running = 0
                     for bound, count in zip([*m.buckets, float("inf")], h["b"], strict=True):
                         running += count
                         le = "+Inf" if bound == float("inf") else repr(float(bound))
                         cumulative.append((le, running))
-                    family.add_metric([labels[n] for n in names], cumulative, h["sum"])
+                    histogram.add_metric([labels[n] for n in names], cumulative, h["sum"])
+                yield histogram
             else:
-                family = GaugeMetricFamily(m.name, m.help, labels=names)
+                gauge = GaugeMetricFamily(m.name, m.help, labels=names)
                 for labels, (value, _at) in self._series("gauges", m.name):
-                    family.add_metric([labels[n] for n in names], value)
-            yield family
+                    gauge.add_metric([labels[n] for n in names], value)
+                yield gauge
         yield self._online_accuracy()
         info = InfoMetricFamily("inktex_production_model", "The model the production alias names.")
         info.add_metric([], {"version": self.production_version or "none"})
