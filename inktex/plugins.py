@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from inktex.errors import InkTeXError
 
@@ -33,9 +34,10 @@ def _entry_points(group: str) -> list[EntryPoint]:
     return [unique[name] for name in sorted(unique)]
 
 
-def load(group: str, name: str, extra: str) -> object:
-    """The object that entry point `name` of `group` names; `extra` is the pip extra that
-    brings its dependencies, for the message when they are missing."""
+def load(group: str, name: str, extra: str) -> Callable[..., Any]:
+    """The callable that entry point `name` of `group` names (every group's entries are called:
+    an adder, a recogniser class, a tool); `extra` is the pip extra that brings its
+    dependencies, for the message when they are missing."""
     found = [ep for ep in _entry_points(group) if ep.name == name]
     if not found:
         raise InkTeXError(
