@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", type=Path, default=env.get("SM_CHANNEL_BASE"))
     parser.add_argument("--out", type=Path, default=env.get("SM_MODEL_DIR", "runs/finetune"))
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=0, help="optimiser steps (0: --epochs)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--replay", type=int, default=64, help="replay images to mix in")
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         args.replay_dir,
         base_version=args.base_version,
         epochs=args.epochs,
+        steps=args.steps,
         lr=args.lr,
         batch_size=args.batch_size,
         replay=args.replay,

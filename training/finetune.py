@@ -107,13 +107,15 @@ def finetune(
     out_dir: Path,
     replay_dir: Path | None = None,
     epochs: int = 3,
+    steps: int = 0,
     lr: float = 3e-4,
     batch_size: int = 16,
     replay: int = 64,
     feedback_repeat: int = 4,
     seed: int = 0,
 ) -> FineTuned:
-    """Fine-tune `base_dir`/model.pt on the batch (and replay); writes `out_dir`/model.pt."""
+    """Fine-tune `base_dir`/model.pt on the batch (and replay); writes `out_dir`/model.pt.
+    `steps` (optimiser steps), when set, is the budget instead of `epochs`."""
     import torch  # noqa: F401  (the training extra; fail here, clearly, without it)
 
     from training.checkpoint import load_checkpoint
@@ -134,7 +136,8 @@ def finetune(
     cfg.pop("vocab_size")
     cfg["depths"] = tuple(cfg["depths"])
     overrides = {
-        "epochs": epochs,
+        "epochs": 10**6 if steps else epochs,
+        "max_steps": steps,
         "lr": lr,
         "batch_size": batch_size,
         "train_limit": 0,

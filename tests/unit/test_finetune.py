@@ -93,7 +93,7 @@ def test_the_job_exports_and_registers_a_new_package_citing_its_batch(tmp_path):
         base,
         tmp_path / "out",
         replay,
-        epochs=1,
+        steps=3,  # a budget of steps, the same work on any machine
         lr=1e-3,
         batch_size=4,
         replay=2,
@@ -105,6 +105,7 @@ def test_the_job_exports_and_registers_a_new_package_citing_its_batch(tmp_path):
     assert lineage["base_version"] == "base-0001"
     assert lineage["batch_manifest"] == manifest  # object versions included
     assert lineage["trained_on"]["feedback"] == 2 and lineage["trained_on"]["replay"] >= 1
+    assert lineage["train_report"]["steps"] == 3 and lineage["parameters"]["max_steps"] == 3
     assert "Feedback batch**: 7" in (package.path / "MODEL_CARD.md").read_text()
     assert (tmp_path / "out" / "model.pt").is_file()
     with mock_aws():
