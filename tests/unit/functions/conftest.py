@@ -1,5 +1,7 @@
-"""Fixtures for the functions' tests: moto-backed AWS, the tiny model in the registry, a
-Lambda context. Helpers live in lambda_testkit.py.
+"""Fixtures for the functions' tests: moto-backed AWS (with the state-setting helpers that
+several test modules share, as methods of `aws`), the tiny model in the registry, faked
+promotion scores, a Lambda context. Helpers that need no fixture live in lambda_testkit.py;
+no test module imports another.
 
 """
 
@@ -11,10 +13,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from lambda_testkit import ENV, TINY_MODEL
+from lambda_testkit import ENV, JOB, TINY_MODEL, load_event
 from moto import mock_aws
 
-from functions.common import wiring
+from functions.common import promotion, wiring
+from functions.common.feedback import FeedbackStore
 from functions.common.model_bucket import package_key
 from functions.common.registry import ALIASES, ModelRegistry
 
@@ -60,6 +63,58 @@ class Aws:
             self.s3.upload_file(str(path), self.model_bucket, package_key(version, path.name))
         return version
 
+    def add_feedback(self, n: int, start: int = 0) -> list[str]:
+        """n pending corrections by user-1, each with its input under inputs/; their ids."""
+        store = FeedbackStore(self.s3, self.data_bucket)
+        ids = []
+        for i in range(start, start + n):
+            fid = f"{i:032x}"
+            key = f"inputs/user-1/{i:013d}-{i:024x}.json"
+            self.s3.put_object(Bucket=self.data_bucket, Key=key, Body=b"[[[0, 0], [5, 5]]]")
+            item = {
+                "id": fid,
+                "prediction_id": f"{i:013d}-{i:024x}",
+                "owner": "user-1",
+                "input_key": key,
+                "input_kind": "strokes",
+                "corrected_latex": "x + 1",
+                "held": False,
+                "attempts": 0,
+                "returned_from": [],
+            }
+            assert store.put_new(item)
+            ids.append(fid)
+        return ids
+
+    def data_keys(self, prefix: str) -> list[str]:
+        """The data bucket's keys under `prefix`, sorted."""
+        page = self.s3.list_objects_v2(Bucket=self.data_bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in page.get("Contents", []))
+
+    def put_upload(self, key: str, body: bytes) -> dict:
+        """Put an object and return the S3 event for it, shaped as events/s3_upload.json."""
+        response = self.s3.put_object(Bucket=self.data_bucket, Key=key, Body=body)
+        event = load_event("s3_upload.json")
+        obj = event["Records"][0]["s3"]["object"]
+        obj.update(
+            key=key.replace(" ", "+"),  # S3 URL-encodes keys in events, spaces as '+'
+            size=len(body),
+            eTag=response["ETag"].strip('"'),
+            versionId=response["VersionId"],
+        )
+        return event
+
+    def add_candidate(self, version: str = "cand-0001") -> str:
+        """The tiny model stored as `version`, named by training job JOB's result.json (what
+        a finished fine-tuning job leaves); the version."""
+        self.upload_package(TINY_MODEL, version)
+        self.s3.put_object(
+            Bucket=self.model_bucket,
+            Key=f"training/{JOB}/result.json",
+            Body=json.dumps({"version": version, "lineage": {"batch": 1}}).encode(),
+        )
+        return version
+
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
@@ -89,3 +144,20 @@ def production(aws) -> str:
     version = aws.upload_package(TINY_MODEL)
     aws.registry.promote(version, reason="test setup", by="pytest")
     return version
+
+
+@pytest.fixture
+def fake_scores(monkeypatch):
+    """`fake_scores(cand, prod, held=(1.0, 1.0))`: the promotion gate sees these ExpRates
+    (eval set, and held-out feedback) for the candidate and production, scoring nothing."""
+
+    def set_scores(cand: float, prod: float, held: tuple[float, float] = (1.0, 1.0)) -> None:
+        def evaluate(registry, versions, sets):
+            return {
+                "candidate": {"eval": {"exprate": cand}, "heldout": {"exprate": held[0]}},
+                "production": {"eval": {"exprate": prod}, "heldout": {"exprate": held[1]}},
+            }
+
+        monkeypatch.setattr(promotion, "evaluate_versions", evaluate)
+
+    return set_scores

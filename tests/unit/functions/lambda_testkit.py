@@ -41,6 +41,8 @@ TINY_MODEL = REPO / "tests" / "fixtures" / "tiny_model"
 TINY_VERSION = json.loads((TINY_MODEL / "manifest.json").read_text())["version"]
 INKML = REPO / "tests" / "fixtures" / "inkml"
 FIXTURES_INKML = INKML
+# The training job of events/training_job_completed.json and training_job_failed.json.
+JOB = "inktex-dev-batch-000001-0a1b2c3d"
 
 
 def load_event(name: str) -> dict:
@@ -59,4 +61,12 @@ def call_api(event: dict, lambda_context) -> tuple[int, dict]:
 def as_user(event: dict, sub: str) -> dict:
     """The event as signed in by user `sub` (the JWT authorizer's claims)."""
     event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
+    return event
+
+
+def at_prediction(event: dict, pid: str, suffix: str = "") -> dict:
+    """An API event for /predictions/{pid} (its `rawPath`, path and path parameter), plus
+    `suffix` (such as "/input")."""
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/predictions/{pid}{suffix}"
+    event["pathParameters"] = {"prediction_id": pid}
     return event

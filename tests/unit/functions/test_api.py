@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from lambda_testkit import TINY_MODEL, as_user, load_event
+from lambda_testkit import TINY_MODEL, as_user, at_prediction, load_event
 
 from functions.api import app as api
 
@@ -25,12 +25,6 @@ def with_body(event: dict, body: bytes, content_type: str) -> dict:
     event["body"] = base64.b64encode(body).decode()
     event["isBase64Encoded"] = True
     event["headers"]["content-type"] = content_type
-    return event
-
-
-def at(event: dict, pid: str, suffix: str = "") -> dict:
-    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/predictions/{pid}{suffix}"
-    event["pathParameters"] = {"prediction_id": pid}
     return event
 
 
@@ -59,11 +53,14 @@ def test_create_prediction_records_it_in_the_callers_history(aws, production, la
     created = predict(lambda_context)
     assert created["input_kind"] == "image" and created["input_content_type"] == "image/png"
     assert created["input_key"] == f"inputs/user-1/{created['id']}.png"
-    status, got, _ = call(at(load_event("api_get_prediction.json"), created["id"]), lambda_context)
+    status, got, _ = call(
+        at_prediction(load_event("api_get_prediction.json"), created["id"]), lambda_context
+    )
     assert status == 200 and got == created
     # another user cannot read it
     status, body, _ = call(
-        as_user(at(load_event("api_get_prediction.json"), created["id"]), "user-2"), lambda_context
+        as_user(at_prediction(load_event("api_get_prediction.json"), created["id"]), "user-2"),
+        lambda_context,
     )
     assert status == 404 and "message" in body
 
@@ -169,10 +166,11 @@ def test_input_of_strokes_is_rendered_as_png(aws, production, lambda_context):
     event = with_body(load_event("api_create_prediction.json"), strokes_body, "application/json")
     record = predict(lambda_context, event=event)
     status, png, headers = call(
-        at(load_event("api_get_prediction_input.json"), record["id"], "/input"), lambda_context
+        at_prediction(load_event("api_get_prediction_input.json"), record["id"], "/input"),
+        lambda_context,
     )
     assert status == 200 and headers["Content-Type"] == "image/png" and png.startswith(b"\x89PNG")
-    event = at(load_event("api_get_prediction_input.json"), record["id"], "/input")
+    event = at_prediction(load_event("api_get_prediction_input.json"), record["id"], "/input")
     event["queryStringParameters"] = {"original": "true"}
     _, original, _ = call(event, lambda_context)
     assert json.loads(original)[0] == [[10, 10], [40, 40]]
@@ -181,7 +179,8 @@ def test_input_of_strokes_is_rendered_as_png(aws, production, lambda_context):
 def test_input_of_an_image_is_returned_as_sent(aws, production, lambda_context):
     record = predict(lambda_context)
     status, data, headers = call(
-        at(load_event("api_get_prediction_input.json"), record["id"], "/input"), lambda_context
+        at_prediction(load_event("api_get_prediction_input.json"), record["id"], "/input"),
+        lambda_context,
     )
     sent = base64.b64decode(load_event("api_create_prediction.json")["body"])
     assert status == 200 and data == sent and headers["Content-Type"] == "image/png"
@@ -190,25 +189,29 @@ def test_input_of_an_image_is_returned_as_sent(aws, production, lambda_context):
 def test_delete_erases_record_and_input_every_version(aws, production, lambda_context):
     record = predict(lambda_context)
     status, _, _ = call(
-        as_user(at(load_event("api_delete_prediction.json"), record["id"]), "user-2"),
+        as_user(at_prediction(load_event("api_delete_prediction.json"), record["id"]), "user-2"),
         lambda_context,
     )
     assert status == 404
     status, body, _ = call(
-        at(load_event("api_delete_prediction.json"), record["id"]), lambda_context
+        at_prediction(load_event("api_delete_prediction.json"), record["id"]), lambda_context
     )
     assert status == 204 and body is None
     for prefix in ("inputs/", "predictions/"):  # (metrics/ holds counts, no user data)
         versions = aws.s3.list_object_versions(Bucket=aws.data_bucket, Prefix=prefix)
         assert "Versions" not in versions and "DeleteMarkers" not in versions
-    status, _, _ = call(at(load_event("api_get_prediction.json"), record["id"]), lambda_context)
+    status, _, _ = call(
+        at_prediction(load_event("api_get_prediction.json"), record["id"]), lambda_context
+    )
     assert status == 404
 
 
 def test_malformed_id_is_refused(aws, production, lambda_context):
     # an id off its pattern names nothing that can exist: 404, with the pattern as the reason
     for bad in ("not-an-id", "..%2F..%2Fmetrics"):
-        status, body, _ = call(at(load_event("api_get_prediction.json"), bad), lambda_context)
+        status, body, _ = call(
+            at_prediction(load_event("api_get_prediction.json"), bad), lambda_context
+        )
         assert status == 404 and "prediction_id" in body["message"], (bad, body)
 
 

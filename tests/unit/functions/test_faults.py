@@ -14,9 +14,7 @@ import json
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
-from lambda_testkit import load_event
-from test_retraining import add_feedback, keys
-from test_training_events import JOB, candidate, fake_scores
+from lambda_testkit import JOB, load_event
 
 from functions.common import promotion, wiring
 from functions.common.feedback import PENDING
@@ -28,7 +26,7 @@ from local_stack.local_runner import run_job
 @pytest.fixture
 def batch(aws, production) -> dict:
     """Batch 1 claimed from 5 corrections, as the feedback trigger would."""
-    add_feedback(aws, 5)
+    aws.add_feedback(5)
     return FeedbackBatches(aws.s3, aws.data_bucket).claim(5)
 
 
@@ -41,7 +39,7 @@ def crashing_program(tmp_path) -> str:
 
 def test_a_crashed_training_process_releases_its_batch(aws, batch, lambda_context, tmp_path):
     ids = sorted(e["id"] for e in batch["items"])
-    assert keys(aws, PENDING) == []  # all five claimed
+    assert aws.data_keys(PENDING) == []  # all five claimed
     description = {
         "TrainingJobName": JOB,
         "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
@@ -57,10 +55,10 @@ def test_a_crashed_training_process_releases_its_batch(aws, batch, lambda_contex
     decision = app.lambda_handler(event, lambda_context)["decision"]
     assert decision["decision"] == "failed" and "exit code 3" in decision["reason"]
     assert decision["released"]["returned"] == 5
-    assert keys(aws, PENDING) == [f"{PENDING}{i}.json" for i in ids]  # nothing lost
+    assert aws.data_keys(PENDING) == [f"{PENDING}{i}.json" for i in ids]  # nothing lost
     assert FeedbackBatches(aws.s3, aws.data_bucket).status(1)["state"] == "released"
     assert app.lambda_handler(event, lambda_context)["decision"]["duplicate"]
-    assert keys(aws, PENDING) == [f"{PENDING}{i}.json" for i in ids]  # returned once
+    assert aws.data_keys(PENDING) == [f"{PENDING}{i}.json" for i in ids]  # returned once
 
 
 def fail_first_production_swap(client) -> list[str]:
@@ -84,10 +82,10 @@ def decision_records(aws) -> list[str]:
 
 
 def test_a_promotion_interrupted_before_the_swap_completes_once_on_redelivery(
-    aws, production, batch, lambda_context, monkeypatch
+    aws, production, batch, lambda_context, monkeypatch, fake_scores
 ):
-    version = candidate(aws)
-    fake_scores(monkeypatch, cand=0.5, prod=0.25)
+    version = aws.add_candidate()
+    fake_scores(cand=0.5, prod=0.25)
     seen = fail_first_production_swap(wiring.services().ssm)
     event = load_event("training_job_completed.json")
 

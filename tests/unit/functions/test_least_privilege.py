@@ -22,11 +22,7 @@ import boto3
 import iam_policy
 import pytest
 from iam_policy import Need
-from lambda_testkit import ENV, INKML, as_user, load_event
-from test_api import at
-from test_retraining import add_feedback
-from test_training_events import JOB, candidate
-from test_upload_inference import put_upload
+from lambda_testkit import ENV, INKML, JOB, as_user, at_prediction, load_event
 
 from functions.api import app as api
 from functions.common import wiring
@@ -93,7 +89,7 @@ def run_everything(aws, stack, recorder, monkeypatch, lambda_context) -> None:
     assert created["statusCode"] == 201
     pid = json.loads(created["body"])["id"]
     for name, suffix in (("api_get_prediction.json", ""), ("api_get_prediction_input.json", "")):
-        event = at(load_event(name), pid, "/input" if "input" in name else suffix)
+        event = at_prediction(load_event(name), pid, "/input" if "input" in name else suffix)
         assert api.lambda_handler(event, lambda_context)["statusCode"] == 200, name
     feedback = load_event("api_create_feedback.json")
     body = json.loads(base64.b64decode(feedback["body"]))
@@ -107,7 +103,7 @@ def run_everything(aws, stack, recorder, monkeypatch, lambda_context) -> None:
         "api_create_upload.json",
     ):
         assert api.lambda_handler(load_event(name), lambda_context)["statusCode"] < 300, name
-    deleted = at(load_event("api_delete_prediction.json"), pid)
+    deleted = at_prediction(load_event("api_delete_prediction.json"), pid)
     assert api.lambda_handler(deleted, lambda_context)["statusCode"] < 300
     api.lambda_handler(load_event("api_create_prediction.json"), lambda_context)
     erase = as_user(load_event("api_delete_prediction.json"), "user-1")
@@ -119,7 +115,7 @@ def run_everything(aws, stack, recorder, monkeypatch, lambda_context) -> None:
     as_function(monkeypatch, stack, recorder, "UploadInferenceFunction")
     png = next(INKML.glob("*.png")).read_bytes()
     upload_inference.lambda_handler(
-        put_upload(aws, "uploads/user-1/photo one.png", png), lambda_context
+        aws.put_upload("uploads/user-1/photo one.png", png), lambda_context
     )
 
     as_function(monkeypatch, stack, recorder, "MetricsFunction")
@@ -129,18 +125,18 @@ def run_everything(aws, stack, recorder, monkeypatch, lambda_context) -> None:
 
     as_function(monkeypatch, stack, recorder, "FeedbackTriggerFunction")
     recorder.function = ""
-    add_feedback(aws, 5, start=100)  # setup, not the function's
+    aws.add_feedback(5, start=100)  # setup, not the function's
     recorder.function = "FeedbackTriggerFunction"
     trigger.lambda_handler(load_event("s3_feedback_pending.json"), lambda_context)
 
     as_function(monkeypatch, stack, recorder, "TrainingEventsFunction")
     recorder.function = ""
     batches = FeedbackBatches(aws.s3, aws.data_bucket)
-    add_feedback(aws, 10, start=200)
+    aws.add_feedback(10, start=200)
     if batches.status(1).get("state") is None:
         batches.claim(5)
     batches.claim(5)
-    candidate(aws)
+    aws.add_candidate()
     recorder.function = "TrainingEventsFunction"
     training_events.lambda_handler(load_event("training_job_completed.json"), lambda_context)
     failed = load_event("training_job_failed.json")

@@ -41,35 +41,6 @@ class AtomicRequests:
         return atomic
 
 
-def add_feedback(aws, n: int, start: int = 0) -> list[str]:
-    """n pending corrections, each with its input under inputs/."""
-    store = FeedbackStore(aws.s3, aws.data_bucket)
-    ids = []
-    for i in range(start, start + n):
-        fid = f"{i:032x}"
-        key = f"inputs/user-1/{i:013d}-{i:024x}.json"
-        aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=b"[[[0, 0], [5, 5]]]")
-        item = {
-            "id": fid,
-            "prediction_id": f"{i:013d}-{i:024x}",
-            "owner": "user-1",
-            "input_key": key,
-            "input_kind": "strokes",
-            "corrected_latex": "x + 1",
-            "held": False,
-            "attempts": 0,
-            "returned_from": [],
-        }
-        assert store.put_new(item)
-        ids.append(fid)
-    return ids
-
-
-def keys(aws, prefix: str) -> list[str]:
-    page = aws.s3.list_objects_v2(Bucket=aws.data_bucket, Prefix=prefix)
-    return sorted(o["Key"] for o in page.get("Contents", []))
-
-
 def jobs(aws) -> list[dict]:
     summaries = wiring.services().sagemaker.list_training_jobs()["TrainingJobSummaries"]
     return [
@@ -89,14 +60,14 @@ def deliver(lambda_context) -> dict:
 
 
 def test_below_the_threshold_nothing_is_claimed(aws, production, threshold, lambda_context):
-    add_feedback(aws, 2)
+    aws.add_feedback(2)
     outcome = deliver(lambda_context)
     assert outcome == {"claimed": False, "pending": 2, "threshold": 3}
-    assert keys(aws, "feedback/batches/") == [] and jobs(aws) == []
+    assert aws.data_keys("feedback/batches/") == [] and jobs(aws) == []
 
 
 def test_at_the_threshold_one_batch_and_one_job(aws, production, threshold, lambda_context):
-    ids = add_feedback(aws, 3)
+    ids = aws.add_feedback(3)
     outcome = deliver(lambda_context)
     assert outcome["claimed"] and outcome["batch"] == 1 and outcome["size"] == 3
     # the same event delivered again, and once more: nothing new
@@ -110,17 +81,17 @@ def test_at_the_threshold_one_batch_and_one_job(aws, production, threshold, lamb
     )
     assert sorted(e["id"] for e in manifest["items"]) == ids
     assert all(e["version_id"] for e in manifest["items"])  # object versions, for lineage
-    assert keys(aws, PENDING) == []
-    assert keys(aws, f"{prefix}items/") == [f"{prefix}items/{i}.json" for i in ids]
-    assert keys(aws, f"{prefix}inputs/") == [f"{prefix}inputs/{i}.json" for i in ids]
-    assert keys(aws, USED) == [f"{USED}{i}.json" for i in ids]
+    assert aws.data_keys(PENDING) == []
+    assert aws.data_keys(f"{prefix}items/") == [f"{prefix}items/{i}.json" for i in ids]
+    assert aws.data_keys(f"{prefix}inputs/") == [f"{prefix}inputs/{i}.json" for i in ids]
+    assert aws.data_keys(USED) == [f"{USED}{i}.json" for i in ids]
     status = FeedbackBatches(aws.s3, aws.data_bucket).status(1)
     assert status["state"] == "training" and status["job"] == outcome["job"]
     assert status["base_version"] == production
 
 
 def test_the_training_job_request_has_the_aws_shape(aws, production, threshold, lambda_context):
-    add_feedback(aws, 3)
+    aws.add_feedback(3)
     job = jobs(aws) if deliver(lambda_context)["claimed"] else []
     (job,) = job
     assert job["TrainingJobName"].startswith("inktex-dev-batch-000001-")
@@ -156,16 +127,16 @@ def test_the_training_job_request_has_the_aws_shape(aws, production, threshold, 
 def test_a_correction_sent_again_after_its_claim_is_not_used_twice(
     aws, production, threshold, lambda_context
 ):
-    ids = add_feedback(aws, 3)
+    ids = aws.add_feedback(3)
     assert deliver(lambda_context)["claimed"]
     # a duplicate of an already claimed correction reappears under pending/ (a race with
     # POST /feedback), plus two new ones: the duplicate is dropped, the rest wait
     store = FeedbackStore(aws.s3, aws.data_bucket)
     store.put_new({"id": ids[0], "input_key": "inputs/x.json", "held": False, "returned_from": []})
-    add_feedback(aws, 2, start=10)
+    aws.add_feedback(2, start=10)
     outcome = deliver(lambda_context)
     assert not outcome["claimed"] and outcome["pending"] == 2
-    assert f"{PENDING}{ids[0]}.json" not in keys(aws, PENDING)
+    assert f"{PENDING}{ids[0]}.json" not in aws.data_keys(PENDING)
 
 
 @pytest.mark.parametrize("round_", range(25))
@@ -173,7 +144,7 @@ def test_concurrent_claims_make_one_batch_and_lose_nothing(aws, threshold, round
     """Many claimers at once (duplicate and concurrent S3 deliveries): one winner per batch,
     every correction in exactly one batch or still pending; repeated 25 times."""
     s3 = AtomicRequests(aws.s3)
-    ids = add_feedback(aws, 7)
+    ids = aws.add_feedback(7)
     batches = FeedbackBatches(s3, aws.data_bucket)
     barrier = threading.Barrier(8)
 
@@ -186,7 +157,7 @@ def test_concurrent_claims_make_one_batch_and_lose_nothing(aws, threshold, round
     assert len(won) == 1
     claimed = [e["id"] for e in won[0]["items"]]
     assert len(claimed) == len(set(claimed))
-    pending = [k[len(PENDING) : -5] for k in keys(aws, PENDING)]
+    pending = [k[len(PENDING) : -5] for k in aws.data_keys(PENDING)]
     assert sorted(claimed + pending) == ids  # nothing lost, nothing twice
 
 
@@ -199,7 +170,7 @@ def test_concurrent_claims_over_successive_batches(aws, threshold):
     def worker(i):
         if i % 2 == 0:
             with s3.lock:  # a correction's objects arrive as one request's would
-                ids.extend(add_feedback(aws, 2, start=100 + i))
+                ids.extend(aws.add_feedback(2, start=100 + i))
         return batches.claim(3)
 
     with ThreadPoolExecutor(6) as pool:
@@ -214,18 +185,18 @@ def test_concurrent_claims_over_successive_batches(aws, threshold):
 def test_a_released_batch_returns_to_pending_then_is_held(
     aws, production, threshold, lambda_context
 ):
-    ids = add_feedback(aws, 3)
+    ids = aws.add_feedback(3)
     assert deliver(lambda_context)["claimed"]
     batches = FeedbackBatches(aws.s3, aws.data_bucket)
     released = batches.release(1, "AlgorithmError", max_attempts=2)
     assert released == {"batch": 1, "returned": 3, "held": 0, "already": False}
     assert batches.release(1, "again", max_attempts=2)["already"]  # a duplicate event
-    assert keys(aws, PENDING) == [f"{PENDING}{i}.json" for i in ids]
+    assert aws.data_keys(PENDING) == [f"{PENDING}{i}.json" for i in ids]
     # the returned corrections are not mistaken for duplicates: they form batch 2
     outcome = deliver(lambda_context)
     assert outcome["claimed"] and outcome["batch"] == 2 and outcome["size"] == 3
     assert batches.release(2, "AlgorithmError", max_attempts=2)["held"] == 3
-    assert keys(aws, PENDING) == [] and keys(aws, HELD) == [f"{HELD}{i}.json" for i in ids]
+    assert aws.data_keys(PENDING) == [] and aws.data_keys(HELD) == [f"{HELD}{i}.json" for i in ids]
     item = json.loads(
         aws.s3.get_object(Bucket=aws.data_bucket, Key=f"{HELD}{ids[0]}.json")["Body"].read()
     )
@@ -237,7 +208,7 @@ def test_a_job_that_cannot_start_releases_its_batch(
 ):
     from botocore.exceptions import ClientError
 
-    add_feedback(aws, 3)
+    aws.add_feedback(3)
     sm = wiring.services().sagemaker
 
     def refuse(**kwargs):
@@ -248,7 +219,7 @@ def test_a_job_that_cannot_start_releases_its_batch(
     monkeypatch.setattr(sm, "create_training_job", refuse)
     with pytest.raises(ClientError):
         deliver(lambda_context)
-    assert len(keys(aws, PENDING)) == 3
+    assert len(aws.data_keys(PENDING)) == 3
     assert FeedbackBatches(aws.s3, aws.data_bucket).status(1)["state"] == "released"
 
 
@@ -282,10 +253,10 @@ def test_the_trigger_applies_the_daily_cap_from_the_template(
     """One user's many votes count as FEEDBACK_DAILY_CAP a day; another user's count too."""
     monkeypatch.setenv("FEEDBACK_DAILY_CAP", "2")
     wiring.services.cache_clear()
-    add_feedback(aws, 5)  # all of user-1 (the ids share the first 12 digits: one owner tag)
+    aws.add_feedback(5)  # all of user-1 (the ids share the first 12 digits: one owner tag)
     outcome = deliver(lambda_context)
     assert outcome == {"claimed": False, "pending": 2, "threshold": 3}
-    add_feedback(aws, 1, start=int("f" * 12, 16) << 80)  # someone else
+    aws.add_feedback(1, start=int("f" * 12, 16) << 80)  # someone else
     outcome = deliver(lambda_context)
     assert outcome["claimed"] and outcome["size"] == 3
-    assert len(keys(aws, PENDING)) == 3  # user-1's votes over the cap wait
+    assert len(aws.data_keys(PENDING)) == 3  # user-1's votes over the cap wait

@@ -3,18 +3,13 @@ each job decided once; with the sample EventBridge events of events/."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from lambda_testkit import FIXTURES_INKML, TINY_MODEL, call_api, load_event
-from test_retraining import add_feedback, keys
+from lambda_testkit import FIXTURES_INKML, call_api, load_event
 
 from functions.common import promotion, wiring
 from functions.common.feedback import PENDING
 from functions.common.retraining import FeedbackBatches
 from functions.training_events import app
-
-JOB = "inktex-dev-batch-000001-0a1b2c3d"
 
 
 @pytest.fixture
@@ -23,7 +18,7 @@ def claimed(aws, production):
     aws.ssm.put_parameter(
         Name="/inktex/dev/settings/retraining-threshold", Value="5", Type="String"
     )
-    add_feedback(aws, 5)
+    aws.add_feedback(5)
     return FeedbackBatches(aws.s3, aws.data_bucket).claim(5)
 
 
@@ -44,29 +39,9 @@ def seed_eval_set(aws) -> None:
     )
 
 
-def candidate(aws, version: str = "cand-0001") -> str:
-    aws.upload_package(TINY_MODEL, version)
-    aws.s3.put_object(
-        Bucket=aws.model_bucket,
-        Key=f"training/{JOB}/result.json",
-        Body=json.dumps({"version": version, "lineage": {"batch": 1}}).encode(),
-    )
-    return version
-
-
-def fake_scores(monkeypatch, cand: float, prod: float, held=(1.0, 1.0)):
-    def evaluate(registry, versions, sets):
-        return {
-            "candidate": {"eval": {"exprate": cand}, "heldout": {"exprate": held[0]}},
-            "production": {"eval": {"exprate": prod}, "heldout": {"exprate": held[1]}},
-        }
-
-    monkeypatch.setattr(promotion, "evaluate_versions", evaluate)
-
-
-def test_a_better_candidate_is_promoted_once(aws, production, claimed, lambda_context, monkeypatch):
-    version = candidate(aws)
-    fake_scores(monkeypatch, cand=0.5, prod=0.25)
+def test_a_better_candidate_is_promoted_once(aws, production, claimed, lambda_context, fake_scores):
+    version = aws.add_candidate()
+    fake_scores(cand=0.5, prod=0.25)
     out = app.lambda_handler(load_event("training_job_completed.json"), lambda_context)
     decision = out["decision"]
     assert decision["decision"] == "promoted" and decision["batch"] == 1
@@ -92,10 +67,10 @@ def test_a_better_candidate_is_promoted_once(aws, production, claimed, lambda_co
     ],
 )
 def test_a_candidate_that_is_not_better_stays_a_candidate(
-    aws, production, claimed, lambda_context, monkeypatch, cand, prod, held, why
+    aws, production, claimed, lambda_context, fake_scores, cand, prod, held, why
 ):
-    version = candidate(aws)
-    fake_scores(monkeypatch, cand, prod, held)
+    version = aws.add_candidate()
+    fake_scores(cand, prod, held)
     decision = app.lambda_handler(load_event("training_job_completed.json"), lambda_context)[
         "decision"
     ]
@@ -105,10 +80,10 @@ def test_a_candidate_that_is_not_better_stays_a_candidate(
 
 
 def test_decisions_are_visible_through_the_api(
-    aws, production, claimed, lambda_context, monkeypatch
+    aws, production, claimed, lambda_context, fake_scores
 ):
-    candidate(aws)
-    fake_scores(monkeypatch, cand=0.1, prod=0.25)
+    aws.add_candidate()
+    fake_scores(cand=0.1, prod=0.25)
     app.lambda_handler(load_event("training_job_completed.json"), lambda_context)
     status, body = call_api(load_event("api_get_retraining.json"), lambda_context)
     assert status == 200 and body["decisions"][0]["decision"] == "rejected"
@@ -122,11 +97,11 @@ def test_a_failed_job_returns_its_feedback_to_pending_once(
     aws, production, claimed, lambda_context
 ):
     ids = sorted(e["id"] for e in claimed["items"])
-    assert keys(aws, PENDING) == []
+    assert aws.data_keys(PENDING) == []
     out = app.lambda_handler(load_event("training_job_failed.json"), lambda_context)
     assert out["decision"]["decision"] == "failed"
     assert "nothing to train on" in out["decision"]["reason"]
-    assert keys(aws, PENDING) == [f"{PENDING}{i}.json" for i in ids]  # nothing lost
+    assert aws.data_keys(PENDING) == [f"{PENDING}{i}.json" for i in ids]  # nothing lost
     dup = app.lambda_handler(load_event("training_job_failed.json"), lambda_context)
     assert dup["decision"]["duplicate"]
     assert FeedbackBatches(aws.s3, aws.data_bucket).status(1)["state"] == "released"
