@@ -1,3 +1,4 @@
+// @ts-check
 // The HTTP API's client. Every failure becomes an ApiError whose message a person can act on:
 // the API's own `{"message": ...}` for a rejected input, a plain sentence otherwise.
 import { sizeText } from './config.js';
@@ -47,9 +48,15 @@ export class Api {
     this.auth = auth;
   }
 
+  /**
+   * @param {string} method @param {string} path
+   * @param {{body?: BodyInit, headers?: Record<string, string>, auth?: 'none' | 'optional' | 'required',
+   *          as?: string}} [options]
+   */
   async request(method, path, { body, headers = {}, auth = 'optional', as = 'json' } = {}) {
     const token = auth === 'none' ? null : await this.auth.token();
     if (auth === 'required' && !token) throw new ApiError(explain(401, '', false), { status: 401 });
+    /** @type {Record<string, string>} */
     const sent = { ...headers };
     if (token) sent.authorization = `Bearer ${token}`;
     let response;

@@ -1,3 +1,4 @@
+// @ts-check
 // Sign-in: the OAuth 2.0 authorization-code flow with PKCE against Cognito's hosted UI (AWS)
 // or the local stack's sign-in page (the same endpoints: /oauth2/authorize, /oauth2/token,
 // /logout). The ID token is what the API's JWT authorizer checks (its audience is the app

@@ -1,3 +1,4 @@
+// @ts-check
 // Small SVG charts, no library: bars for counts per hour, lines for rates and latencies (with
 // gaps where an hour has no value). Built with the DOM API (createElementNS + attributes),
 // never from markup, and styled by classes in app.css: the CSP allows no inline style, and

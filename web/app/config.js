@@ -1,3 +1,4 @@
+// @ts-check
 // The runtime configuration: `config.json` beside index.html. `make deploy` writes it for AWS
 // (the API's URL, the Cognito hosted UI's domain and app client); the local stack serves its
 // own, both with the limits the functions enforce (template.yaml). Keys are described in
@@ -68,6 +69,7 @@ export async function loadConfig() {
     local: Boolean(raw.local),
     limits: readLimits(raw.limits),
     problem,
+    canSignIn: false,
   };
   config.canSignIn = Boolean(config.authUrl && config.userPoolClientId);
   return config;

@@ -1,3 +1,4 @@
+// @ts-check
 // Small DOM and formatting helpers. Elements are built with the DOM API, never from HTML
 // strings: nothing the API or a user sends can become markup.
 
@@ -40,6 +41,7 @@ export function when(iso) {
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return { text: '', title: '' };
   const seconds = (date.getTime() - Date.now()) / 1000;
+  /** @type {[number, Intl.RelativeTimeFormatUnit, number?][]} */
   const steps = [
     [60, 'second'],
     [3600, 'minute', 60],

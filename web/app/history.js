@@ -1,3 +1,4 @@
+// @ts-check
 // The signed-in user's history (GET /predictions, newest first, cursor-paginated): a thumbnail
 // of each input (GET /predictions/{id}/input, fetched with the token, shown from a blob URL),
 // the rendered LaTeX, the feedback status; open an entry to correct it, or delete it.
@@ -66,7 +67,7 @@ export class HistoryView {
   }
 
   #pager(active) {
-    document.querySelector('.pager').hidden = !active || (this.page === 0 && !this.next);
+    /** @type {HTMLElement} */ (document.querySelector('.pager')).hidden = !active || (this.page === 0 && !this.next);
     $('#history-newer').disabled = !active || this.page === 0;
     $('#history-older').disabled = !active || !this.next;
     $('#history-page').textContent = active && (this.page > 0 || this.next) ? `Page ${this.page + 1}` : '';

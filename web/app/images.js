@@ -1,3 +1,4 @@
+// @ts-check
 // Images from a file picker, a drop or a paste, made ready for the API.
 //
 // The API takes a request body up to `limits.maxBodyBytes` (config.json, from template.yaml's

@@ -1,3 +1,4 @@
+// @ts-check
 // The drawing canvas: mouse, pen and touch through Pointer Events, with undo, redo and clear.
 // Strokes are kept as points in CSS pixels from the canvas's top-left corner, and sent as
 // such (`{"strokes": [[[x, y], ...], ...]}`): the server renders them exactly as it renders
@@ -12,6 +13,7 @@ export class InkCanvas extends EventTarget {
     super();
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
+    /** @type {[number, number][][]} */
     this.strokes = []; // finished strokes, each an array of [x, y]
     this.past = []; // earlier versions of `strokes`, for undo
     this.future = []; // undone versions, for redo
@@ -75,6 +77,7 @@ export class InkCanvas extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
+  /** @param {PointerEvent} e @returns {[number, number]} a point in CSS pixels */
   #point(e) {
     const rect = this.canvas.getBoundingClientRect();
     // Clamped: a captured pointer may leave the canvas, and the API takes no negative points.

@@ -4,14 +4,19 @@
 // off the page's thread, so drawing never waits for the model. Messages:
 //   in:  {type: 'load', manifestUrl, apiBase, ortBase}   out: {type: 'ready', version, ...}
 //   in:  {type: 'recognise', id, strokes, beam?}          out: {type: 'result', id, result}
-//   out: {type: 'error', id?, message} when loading or a recognition fails.
+//   in:  {type: 'cancel'}: the pen is down again
+//   out: {type: 'cancelled', id} for a recognition given up for a newer one (or a cancel),
+//        {type: 'error', id?, message} when loading or a recognition fails.
+// A recognition is given up, between two decoder steps, as soon as a newer one (or a
+// cancel) arrives: the drawing it reads is out of date.
 
-import { BrowserRecognizer, configureOrt } from './recognizer.js';
+import { BrowserRecognizer, Cancelled, configureOrt } from './recognizer.js';
 
 /** @typedef {import('./recognizer.js').WebManifest} WebManifest */
 
 /** @type {BrowserRecognizer | null} */
 let recognizer = null;
+let latest = 0; // the newest request's id; 0 after a cancel
 
 // "x+1" drawn in CSS pixels, and how many tokens the first inference may write.
 const WARM_UP = [
@@ -61,18 +66,34 @@ async function load({ manifestUrl, apiBase, ortBase }) {
   return { version: manifest.version, bytes: encoder.length + step.length, loadMs, firstMs, probeMs };
 }
 
-self.addEventListener('message', async (event) => {
-  const message = event.data;
+/** @param {any} message */
+async function handle(message) {
   try {
     if (message.type === 'load') {
       self.postMessage({ type: 'ready', ...(await load(message)) });
     } else if (message.type === 'recognise') {
       if (!recognizer) throw new Error('the model is not loaded');
-      const result = await recognizer.recognize(message.strokes, message.beam);
+      const stop = () => latest !== message.id;
+      if (stop()) throw new Cancelled();
+      const result = await recognizer.recognize(message.strokes, message.beam, undefined, stop);
       self.postMessage({ type: 'result', id: message.id, result });
     }
   } catch (error) {
+    if (error instanceof Cancelled) {
+      self.postMessage({ type: 'cancelled', id: message.id });
+      return;
+    }
     const text = error instanceof Error ? error.message : String(error);
     self.postMessage({ type: 'error', id: message.id, stage: message.type, message: text });
   }
+}
+
+// One thing at a time on the model's sessions; the newest request is known at once, so the
+// one running gives up at its next step and those queued behind it never start.
+let queue = Promise.resolve();
+self.addEventListener('message', (event) => {
+  const message = event.data;
+  if (message.type === 'cancel') latest = 0;
+  if (message.type === 'recognise') latest = message.id;
+  if (message.type !== 'cancel') queue = queue.then(() => handle(message));
 });

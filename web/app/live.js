@@ -9,7 +9,7 @@
 
 import { $ } from './dom.js';
 
-const DEBOUNCE_MS = 250; // after pen-up: a quick next stroke cancels the pending read
+const DEBOUNCE_MS = 120; // after pen-up; the next stroke cancels a pending or running read
 const SLOW_MS = 1000; // a device slower than this on a short recognition is left to the server
 const STORAGE_KEY = 'inktex.live';
 
@@ -44,13 +44,15 @@ export class LiveRecognition {
     this.generation = 0; // the drawing's version: a result for an older one is dropped
     this.shown = -1; // the generation whose result (live or server) is on the card
     this.pending = 0;
-    this.requested = 0; // generation of the request in flight
     this.penUp = 0;
     this.slowMs = Number(/** @type {any} */ (window).INKTEX_LIVE_SLOW_MS ?? SLOW_MS);
     this.toggle.checked = localStorage.getItem(STORAGE_KEY) !== 'off';
     this.toggle.addEventListener('change', () => this.#toggled());
     ink.addEventListener('change', () => this.#changed());
-    ink.addEventListener('inkstart', () => clearTimeout(this.pending));
+    ink.addEventListener('inkstart', () => {
+      clearTimeout(this.pending);
+      this.worker?.postMessage({ type: 'cancel' });
+    });
     this.#say();
   }
 
@@ -98,8 +100,7 @@ export class LiveRecognition {
   #recognise() {
     if (this.state === 'idle') this.#start();
     if (this.state !== 'ready' || !this.worker) return; // `ready` recognises what is drawn then
-    if (this.requested) return; // one at a time: the newest drawing follows this one
-    this.requested = this.generation;
+    // The worker gives up an older read when this one arrives.
     this.worker.postMessage({ type: 'recognise', id: this.generation, strokes: this.ink.toJSON() });
   }
 
@@ -114,7 +115,6 @@ export class LiveRecognition {
       this.#say();
       if (!this.ink.isEmpty && this.toggle.checked) this.#recognise();
     } else if (message.type === 'result') {
-      this.requested = 0;
       const result = /** @type {Recognition} */ (message.result);
       if (message.id === this.generation && this.shown !== this.generation && this.toggle.checked) {
         this.results.show({ ...result, source: 'browser' });
@@ -123,11 +123,8 @@ export class LiveRecognition {
         // pen-up to LaTeX on the card; the e2e tests wait for the generation and read the time
         document.body.dataset.liveLatencyMs = String(latency);
         document.body.dataset.liveGeneration = String(message.id);
-      } else if (message.id !== this.generation && this.toggle.checked && !this.ink.isEmpty) {
-        this.#recognise(); // the drawing changed meanwhile: read the newest one
       }
     } else if (message.type === 'error') {
-      this.requested = 0;
       if (message.stage === 'load') this.#fail(message.message);
       else this.status.textContent = `Live recognition failed on this drawing (${message.message}); Recognise asks the server.`;
     }

@@ -1,3 +1,4 @@
+// @ts-check
 // InkTeX's web UI: wires the views to the API, the sign-in and the page's hash routes
 // (#/ recognise, #/history, #/models). Plain ES modules, no bundler; see docs/web.md.
 import { Api, ApiError } from './api.js';
@@ -117,6 +118,7 @@ class App {
     this.view = name;
     for (const [key, id] of Object.entries(VIEWS)) $(`#${id}`).hidden = key !== name;
     for (const link of document.querySelectorAll('.nav a')) {
+      if (!(link instanceof HTMLElement)) continue;
       if (link.dataset.route === name) link.setAttribute('aria-current', 'page');
       else link.removeAttribute('aria-current');
     }

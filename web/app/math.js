@@ -1,3 +1,4 @@
+// @ts-check
 // LaTeX -> KaTeX. `katex.render` builds DOM nodes (styles set through the CSSOM), so it works
 // under a Content-Security-Policy without 'unsafe-inline'; renderToString + innerHTML would not.
 import katex from '../vendor/katex/katex.mjs';

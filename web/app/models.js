@@ -1,3 +1,4 @@
+// @ts-check
 // Model status: the production version and its metrics (GET /models), and the feedback loop's
 // state (GET /retraining): examples waiting towards the threshold, the running job, and the
 // latest promotion decisions with their scores and reasons; and, signed in, the charts of
@@ -97,7 +98,7 @@ export class ModelsView {
     this.stats.load();
     const [models, retraining] = await Promise.allSettled([this.api.models(), this.api.retraining()]);
     this.#production(models);
-    this.#retraining(retraining, models.value);
+    this.#retraining(retraining, models.status === 'fulfilled' ? models.value : undefined);
     if (models.status === 'rejected') this.app.fail(models.reason);
   }
 

@@ -51,6 +51,23 @@ import { beamSearch, decodeTokens, grammarFor, greedySearch } from './search.js'
 /** @param {number} t */
 const now = (t = 0) => performance.now() - t;
 
+/** A search given up because a newer drawing is waiting. */
+export class Cancelled extends Error {
+  constructor() {
+    super('cancelled: a newer drawing is waiting');
+    this.name = 'Cancelled';
+  }
+}
+
+/** Resolves after the tasks already queued (messages included) have run. */
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => resolve(undefined);
+    channel.port2.postMessage(null);
+  });
+}
+
 /** A whole float32 tensor copied `rows` times along its first axis (of size 1).
  * @param {Ort} ort @param {OrtTensor} tensor @param {number} rows */
 function repeated(ort, tensor, rows) {
@@ -62,8 +79,13 @@ function repeated(ort, tensor, rows) {
 
 /** The decoder step graph as search.js's StepModel, for one encoded input. */
 class OnnxStepModel {
-  /** @param {Ort} ort @param {OrtSession} session @param {Record<string, OrtTensor>} encoded */
-  constructor(ort, session, encoded) {
+  /**
+   * @param {Ort} ort @param {OrtSession} session @param {Record<string, OrtTensor>} encoded
+   * @param {(() => boolean) | null} stop asked after each step (other work runs first):
+   *   true ends the search with a Cancelled error
+   */
+  constructor(ort, session, encoded, stop = null) {
+    this.stop = stop;
     this.ort = ort;
     this.session = session;
     this.encoded = encoded;
@@ -119,6 +141,10 @@ class OnnxStepModel {
       coverage: new T('float32', state.coverage, [rows, 1, ...this.grid]),
     });
     this.steps += 1;
+    if (this.stop) {
+      await nextTask(); // lets a newer request's message arrive
+      if (this.stop()) throw new Cancelled();
+    }
     return {
       logp: /** @type {Float32Array} */ (out.log_probs.data),
       state: {
@@ -170,9 +196,10 @@ export class BrowserRecognizer {
    * LaTeX for strokes, as the server's `recognize_strokes` answers.
    * @param {Strokes} strokes @param {number} [beam] 1: greedy; default: the package's
    * @param {number} [maxLen] at most so many tokens; default: the package's
+   * @param {(() => boolean) | null} [stop] true gives the search up (Cancelled)
    * @returns {Promise<Recognition>}
    */
-  async recognize(strokes, beam = this.beamSize, maxLen = this.maxLen) {
+  async recognize(strokes, beam = this.beamSize, maxLen = this.maxLen, stop = null) {
     const started = now();
     const input = strokesToModelInput(strokes, this.manifest.preprocess);
     const preprocessed = now(started);
@@ -182,7 +209,7 @@ export class BrowserRecognizer {
     if (this.takesMask) feeds.mask = new T('float32', new Float32Array(input.data.length).fill(1), [1, 1, input.height, input.width]);
     const encoded = await this.encoder.run(feeds);
     const encodedAt = now(started);
-    const model = new OnnxStepModel(this.ort, this.step, encoded);
+    const model = new OnnxStepModel(this.ort, this.step, encoded, stop);
     const hyps =
       beam <= 1
         ? await greedySearch(model, this.sosId, this.eosId, maxLen, this.grammar)

@@ -1,3 +1,4 @@
+// @ts-check
 // The result panel: rendered LaTeX with a live preview of the editable source, the confidence,
 // the tokens (uncertain ones highlighted from `token_probs`), the alternatives, and feedback.
 import { $, copyText, h, percent, showOnly } from './dom.js';

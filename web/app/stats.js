@@ -1,3 +1,4 @@
+// @ts-check
 // Usage and quality over time on the Model page: GET /stats?hours=N (signed in; the durable
 // metrics' hourly sums, oldest first) drawn as small SVG charts (charts.js): predictions per
 // hour, online accuracy (the share of feedback that confirms the prediction), the API's p95
@@ -29,7 +30,12 @@ function highest(rows, key) {
   return values.length ? Math.max(...values) : null;
 }
 
-/** The four charts' specifications; their summaries are the charts' text alternatives. */
+/**
+ * The four charts' specifications; their summaries are the charts' text alternatives.
+ * @param {any[]} rows
+ * @returns {({id: string, kind: 'bar' | 'line', label: string, value: (row: any) => number | null,
+ *             format: (v: number) => string, summary: string, max?: number, integer?: boolean})[]}
+ */
 export function chartSpecs(rows) {
   const predictions = sum(rows, 'predictions');
   const accuracy = latest(rows, 'online_accuracy');
