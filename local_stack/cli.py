@@ -113,7 +113,8 @@ def run_up(args: argparse.Namespace) -> int:
     if args.fresh:
         import shutil
 
-        shutil.rmtree(state_dir / "snapshot", ignore_errors=True)
+        shutil.rmtree(state_dir / "journal", ignore_errors=True)  # the emulator's state
+        shutil.rmtree(state_dir / "snapshot", ignore_errors=True)  # an older stack's
     if args.detach:
         return _detach(args, state_dir)
     stack = LocalStack(_settings(args))
@@ -440,18 +441,11 @@ def add_seed(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_seed(args: argparse.Namespace) -> int:
-    import boto3
-
+    from local_stack.emulator import stack_client
     from local_stack.seed import seed
 
     info = _running(_state_dir(args))
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=info["aws_endpoint"],
-        region_name=info["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = stack_client("s3", info)
     summary = seed(s3, info["resources"]["DataBucketName"], args.data, args.replay)
     sets = ", ".join(f"{prefix} {n} images" for prefix, n in summary["sets"].items())
     print(f"seeded from {summary['source']}: {sets}")

@@ -1,31 +1,29 @@
-"""The AWS emulator (moto server, in this process), the template's resources in it, snapshots.
+"""The AWS emulator (moto's WSGI app, in this process), the template's resources in it.
 
-Two fidelity fixes on top of moto, applied once per process when `Moto` is built:
+moto's app is served by werkzeug on the loopback interface only, behind `guard.Guard`: no
+browser, only requests signed with the stack's own generated keys, presigned URLs checked as
+S3 checks them, S3 writes atomic (guard.py says how and why).
 
-- Conditional writes are atomic. moto checks `If-None-Match` / `If-Match` and then writes, as
-  two steps; two concurrent `PutObject(IfNoneMatch="*")` calls could both succeed. Here every
-  S3 object write or delete (put, copy, delete, completing a multipart upload) runs under one
-  lock, so check-then-write is atomic, as it is in S3. Claims built on conditional writes
-  (the feedback loop's batch claim) can be tested for races against the local stack.
-- S3 event notifications encode keys as S3 does (`/` kept, a space as `+`) and carry the
-  fields that S3 sends and moto leaves out (`versionId`, `sequencer`, `userIdentity`,
-  `requestParameters`, `responseElements`), so handlers see the real shape of
-  `events/s3_upload.json`.
+One fidelity fix remains on moto's internals, because moto has no public hook for it:
+S3 event notifications encode keys as S3 does (`/` kept, a space as `+`) and carry the
+fields that S3 sends and moto leaves out (`versionId`, `sequencer`, `userIdentity`,
+`requestParameters`, `responseElements`), so handlers see the real shape of
+`events/s3_upload.json`. It wraps `moto.s3.notifications._get_s3_event`, which is why
+moto is pinned (`moto[server]==5.2.5` in pyproject.toml) and why
+tests/integration/test_local_stack.py::test_s3_notifications_carry_the_sample_events_shape
+checks the delivered event against the sample: a moto upgrade that moves it fails there.
 
 State: moto keeps everything in memory, per process; a `Moto` starts empty (it resets what
 an earlier one in the same process left). `snapshot` writes every bucket's current objects
 (with content type and metadata) and every SSM parameter's history to the state directory;
-`restore` puts them back. Object version ids and timestamps are new after a restore.
+`restore` puts them back.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import logging
-import shutil
-import threading
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -33,33 +31,21 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from local_stack.guard import Credentials, Guard
+from local_stack.journal import Journal, metadata_of
 from local_stack.template import Stack
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-_write_lock = threading.RLock()
+LOOPBACK = "127.0.0.1"
 _patched = False
 
 
-def _locked(method):
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with _write_lock:
-            return method(*args, **kwargs)
-
-    return wrapper
-
-
-def _patch_moto() -> None:
+def _patch_notifications() -> None:
     global _patched
     if _patched:
         return
     from moto.s3 import notifications
-    from moto.s3.responses import S3Response
-
-    for name in ("_key_response_put", "_key_response_delete", "_key_response_post"):
-        setattr(S3Response, name, _locked(getattr(S3Response, name)))
 
     original = notifications._get_s3_event
 
@@ -85,36 +71,105 @@ def _patch_moto() -> None:
 
 
 class Moto:
-    """moto's server on host:port, in a thread of this process."""
+    """moto's app on 127.0.0.1:port behind the guard, served from a thread of this process."""
 
-    def __init__(self, host: str, port: int):
-        from moto.server import ThreadedMotoServer
+    def __init__(
+        self,
+        port: int,
+        credentials: Credentials,
+        region: str = "us-east-1",
+        journal: Journal | None = None,
+    ):
+        import os
 
-        _patch_moto()
+        os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # and the guard strips them
+        from moto.server import DomainDispatcherApplication, create_backend_app
+
+        _patch_notifications()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-        self.host, self.port = host, port
-        self.server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.port, self.credentials, self.region = port, credentials, region
+        self.app = DomainDispatcherApplication(create_backend_app)
+        self.journal = journal
+        after = None
+        if journal is not None:
+
+            def after(service, environ, body, answer, headers):
+                journal.record(service, environ, body, answer, headers, self._read_version)
+
+        self.guard = Guard(self.app, credentials, after)
+        self.server = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
-        self.server.start()
+        import threading
+
+        from moto.server import MotoRequestHandler
+        from werkzeug.serving import make_server
+        from werkzeug.test import Client
+
         # moto's backends live in the process, not the server: a stack started before in
-        # this process (tests) would leave its buckets, parameters and jobs in this one
-        reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=30).close()
+        # this process (tests) would leave its buckets, parameters and jobs in this one.
+        # Reset through the app itself: its control API is not served over HTTP.
+        Client(self.app).post("/moto-api/reset")
+        try:
+            self.server = make_server(
+                LOOPBACK, self.port, self.guard, threaded=True, request_handler=MotoRequestHandler
+            )
+        except SystemExit as exc:  # werkzeug exits when it cannot bind; a library must not
+            raise OSError(f"cannot listen on {LOOPBACK}:{self.port}") from exc
+        threading.Thread(target=self.server.serve_forever, name="emulator", daemon=True).start()
 
     def stop(self) -> None:
-        self.server.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def client(self, service: str):
+        return client(service, self.endpoint, self.region, self.credentials)
+
+    # --- moto itself, from this process (the guard is for whoever reaches the port) ---------
+
+    def _direct(self, service: str, method: str, path: str, **kwargs):
+        from werkzeug.test import Client
+
+        day = "20260101"
+        scope = f"Credential=direct/{day}/{self.region}/{service}/aws4_request"
+        headers = {"Authorization": f"AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0",
+                   **kwargs.pop("headers", {})}  # fmt: skip
+        return Client(self.app).open(path, method=method, headers=headers, **kwargs)
+
+    def _read_version(self, bucket: str, key: str, version: str) -> tuple[bytes, dict]:
+        query = {"versionId": version} if version != "null" else {}
+        answer = self._direct("s3", "GET", f"/{bucket}/{quote(key, safe='/')}", query_string=query)
+        if answer.status_code != 200:
+            raise RuntimeError(f"cannot read back s3://{bucket}/{key} {version}: {answer.status}")
+        return answer.get_data(), metadata_of(answer.headers.items())
+
+    def _put_ssm(self, target: str, body: str) -> None:
+        kind = "application/x-amz-json-1.1"
+        headers = {"X-Amz-Target": f"AmazonSSM.{target}", "Content-Type": kind}
+        answer = self._direct("ssm", "POST", "/", data=body, headers=headers)
+        if answer.status_code != 200:
+            log.warning("replaying SSM %s failed: %s", target, answer.get_data()[:200])
 
 
-def client(service: str, endpoint: str, region: str):
+def client(service: str, endpoint: str, region: str, credentials: Credentials):
+    """A boto3 client for the emulator, signed with the stack's keys. Every client of the
+    local stack is built here (or through `Moto.client` and `stack_client`)."""
     config = Config(signature_version="s3v4", retries={"max_attempts": 2})
     return boto3.client(
-        service, endpoint_url=endpoint, region_name=region, config=config, **CREDENTIALS
+        service, endpoint_url=endpoint, region_name=region, config=config, **credentials.as_kwargs()
     )
+
+
+def stack_client(service: str, info: dict):
+    """A client for a running stack, from its info (`inktex info --json`, stack.json)."""
+    credentials = Credentials.load(Path(info["state_dir"]), create=False)
+    return client(service, info["aws_endpoint"], info["region"], credentials)
 
 
 # --- resources from the template -----------------------------------------------------------
@@ -128,23 +183,16 @@ def notification_queue(stack: Stack, function: str, event: str) -> str:
     return f"{stack.stack_name}-{function}-{event}"
 
 
-def provision(stack: Stack, endpoint: str, secret_values: dict[str, str] | None = None) -> dict:
+def provision(stack: Stack, moto: Moto, secret_values: dict[str, str] | None = None) -> dict:
     """Create what template.yaml declares and moto can hold; idempotent (an existing bucket
     or parameter is left as it is: CloudFormation sets a parameter's first value only).
     Secrets get `secret_values[logical id]` (the local stack keeps them in its state folder,
     as CloudFormation would generate them once)."""
-    s3 = client("s3", endpoint, stack.region)
-    ssm = client("ssm", endpoint, stack.region)
-    sqs = client("sqs", endpoint, stack.region)
-    events = client("events", endpoint, stack.region)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for spec in stack.buckets().values():
-        if spec["name"] not in existing:
-            s3.create_bucket(Bucket=spec["name"])
-        if spec["versioned"]:
-            s3.put_bucket_versioning(
-                Bucket=spec["name"], VersioningConfiguration={"Status": "Enabled"}
-            )
+    s3 = moto.client("s3")
+    ssm = moto.client("ssm")
+    sqs = moto.client("sqs")
+    events = moto.client("events")
+    create_buckets(stack, moto)
     for spec in stack.ssm_parameters().values():
         try:
             ssm.get_parameter(Name=spec["name"])
@@ -156,7 +204,7 @@ def provision(stack: Stack, endpoint: str, secret_values: dict[str, str] | None 
                 Description=spec["description"][:1024],
             )
     if secret_values:
-        secretsmanager = client("secretsmanager", endpoint, stack.region)
+        secretsmanager = moto.client("secretsmanager")
         for logical_id, spec in stack.secrets().items():
             if logical_id not in secret_values:
                 continue
@@ -240,70 +288,93 @@ def _drain_test_events(sqs, urls: list[str]) -> None:
                 break
 
 
-# --- snapshots ----------------------------------------------------------------------------
+# --- durable state (journal.py) ----------------------------------------------------------
 
 
-def snapshot(stack: Stack, endpoint: str, state_dir: Path) -> Path:
-    """Write buckets and parameters under state_dir/snapshot (atomically: a new folder, then
-    renamed over the old one)."""
-    s3 = client("s3", endpoint, stack.region)
-    ssm = client("ssm", endpoint, stack.region)
-    target = Path(state_dir) / "snapshot"
-    staging = Path(state_dir) / "snapshot.new"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    manifest: dict = {"buckets": {}, "parameters": {}}
-    for bucket in s3.list_buckets().get("Buckets", []):
-        name = bucket["Name"]
-        objects = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                head = s3.head_object(Bucket=name, Key=key)
-                path = staging / "s3" / name / quote(key, safe="")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(name, key, str(path))
-                objects.append(
-                    {
-                        "key": key,
-                        "file": path.name,
-                        "content_type": head.get("ContentType", "binary/octet-stream"),
-                        "metadata": head.get("Metadata", {}),
-                    }
-                )
-        manifest["buckets"][name] = objects
-    for page in ssm.get_paginator("describe_parameters").paginate():
-        for p in page["Parameters"]:
-            history = []
-            for hp in ssm.get_paginator("get_parameter_history").paginate(Name=p["Name"]):
-                history += [
-                    {"value": h["Value"], "type": h["Type"], "description": h.get("Description")}
-                    for h in hp["Parameters"]
-                ]
-            manifest["parameters"][p["Name"]] = history
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    old = Path(state_dir) / "snapshot.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+def create_buckets(stack: Stack, moto: Moto) -> None:
+    """The template's buckets, with versioning as declared (idempotent)."""
+    s3 = moto.client("s3")
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for spec in stack.buckets().values():
+        if spec["name"] not in existing:
+            s3.create_bucket(Bucket=spec["name"])
+        if spec["versioned"]:
+            s3.put_bucket_versioning(
+                Bucket=spec["name"], VersioningConfiguration={"Status": "Enabled"}
+            )
 
 
-def restore(stack: Stack, endpoint: str, state_dir: Path) -> bool:
-    """Put a snapshot back into an empty emulator; False when there is none."""
+def notified(n, bucket: str, key: str) -> bool:
+    """Whether S3 notification `n` routes an object created at bucket/key."""
+    if n.bucket != bucket or not any(e.startswith("s3:ObjectCreated") for e in n.events):
+        return False
+    for rule in n.filter_rules:
+        name, value = rule["Name"].lower(), rule["Value"]
+        if (name == "prefix" and not key.startswith(value)) or (
+            name == "suffix" and not key.endswith(value)
+        ):
+            return False
+    return True
+
+
+def restore(stack: Stack, moto: Moto) -> dict:
+    """The journal's state back into an empty emulator (buckets first), before anything is
+    provisioned or served; what it restored, and the creations whose events are owed."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    create_buckets(stack, moto)
+    if moto.journal is None:
+        return {"objects": 0, "pending": []}
+    s3 = moto.client("s3")
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket in {bucket for bucket, _ in moto.journal.fold()[0]} - existing:
+        s3.create_bucket(Bucket=bucket)  # one made through the API, not by the template
+    notifications = stack.s3_notifications()
+
+    def owed(bucket: str, key: str) -> bool:
+        return any(notified(n, bucket, key) for n in notifications)
+
+    return moto.journal.restore(DEFAULT_ACCOUNT_ID, moto._put_ssm, owed)
+
+
+def redeliver(stack: Stack, moto: Moto, provisioned: dict, pending: list) -> int:
+    """Queue again the S3 events a function had not finished with when the stack stopped
+    or died; the number queued."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3 import notifications
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    sqs = moto.client("sqs")
+    queued = 0
+    for bucket, key, version in pending:
+        for delivery in provisioned["deliveries"]:
+            n = delivery.get("notification")
+            if delivery["source"] != "s3" or not notified(n, bucket, key):
+                continue
+            found = backend.get_object(
+                bucket, key, version_id=None if version == "null" else version
+            )
+            event = notifications._get_s3_event(
+                "ObjectCreated:Put", backend.get_bucket(bucket), found, f"{n.function}-{n.name}"
+            )
+            sqs.send_message(QueueUrl=delivery["queue_url"], MessageBody=json.dumps(event))
+            queued += 1
+    return queued
+
+
+def import_snapshot(stack: Stack, moto: Moto, state_dir: Path) -> bool:
+    """An older stack's snapshot (written at its graceful stop) into the emulator, through
+    the API, so the journal records it; the snapshot is then set aside. False when none."""
     source = Path(state_dir) / "snapshot"
     if not (source / "manifest.json").is_file():
         return False
     manifest = json.loads((source / "manifest.json").read_text())
-    s3 = client("s3", endpoint, stack.region)
-    ssm = client("ssm", endpoint, stack.region)
-    versioned = {spec["name"] for spec in stack.buckets().values() if spec["versioned"]}
+    s3 = moto.client("s3")
+    ssm = moto.client("ssm")
     for name, objects in manifest["buckets"].items():
-        s3.create_bucket(Bucket=name)
-        if name in versioned:
-            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        with contextlib.suppress(ClientError):
+            s3.create_bucket(Bucket=name)
         for obj in objects:
             with open(source / "s3" / name / obj["file"], "rb") as f:
                 s3.put_object(
@@ -317,4 +388,5 @@ def restore(stack: Stack, endpoint: str, state_dir: Path) -> bool:
         for h in history:
             kwargs = {"Description": h["description"]} if h.get("description") else {}
             ssm.put_parameter(Name=name, Value=h["value"], Type=h["type"], Overwrite=True, **kwargs)
+    source.rename(source.with_name("snapshot.imported"))
     return True

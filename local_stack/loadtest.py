@@ -6,7 +6,8 @@ Each client signs in as its own user (a token from the stack's local issuer). Al
 start at once with an anonymous POST /recognize (a burst past that route's throttle) and a
 prediction, then until the deadline each picks one of: a prediction (POST /predictions, a
 real CROHME image or pen strokes), a page of its history (GET /predictions), a correction of
-one of its predictions (POST /feedback, with and without consent) or an anonymous
+one of its predictions (POST /feedback, with and without consent), the deletion of one of
+its predictions that it has not corrected (DELETE /predictions/{id}) or an anonymous
 recognition. It is a closed loop: one request in flight per client, so the load is bounded
 by the number of clients. Nothing is retried: a 429 (the throttle of template.yaml, as API
 Gateway applies it) is counted and the client pauses briefly.
@@ -14,6 +15,7 @@ Gateway applies it) is counted and the client pauses briefly.
 Afterwards it checks what the issue asks of a load test, and reports each failure:
 - no 5xx and no connection errors;
 - every accepted correction (201) is stored (feedback/pending, held or used);
+- every deleted prediction (204) is gone (404);
 - the stack's own metrics (GET /metrics with its token, read before and after) moved by
   exactly what the clients counted: predictions, accepted and duplicate corrections, and
   the API's requests by route and status.
@@ -39,12 +41,19 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "tests" / "fixtures" / "inkml" / "518_em_425.png"  # a real CROHME sample
 STROKES = {"strokes": [[[10, 10], [60, 60]], [[60, 10], [10, 60]], [[80, 35], [120, 35]]]}
 CORRECTIONS = ["x", "x^{2}", "a+b", "1+2", "y=x", "\\frac{1}{2}", "\\sqrt{x}", "n+1", "2x"]
-MIX = (("predict", 0.3), ("history", 0.35), ("feedback", 0.25), ("recognize", 0.1))
+MIX = (
+    ("predict", 0.3),
+    ("history", 0.3),
+    ("feedback", 0.25),
+    ("delete", 0.05),
+    ("recognize", 0.1),
+)
 ROUTES = {
     "recognize": "POST /recognize",  # anonymous, and throttled hardest (2/s): 429s are certain
     "predict": "POST /predictions",
     "history": "GET /predictions",
     "feedback": "POST /feedback",
+    "delete": "DELETE /predictions/{prediction_id}",
 }
 THROTTLE_PAUSE_S = 0.1
 
@@ -54,7 +63,8 @@ class Sample:
     op: str
     status: int  # 0: no answer (a connection error)
     seconds: float
-    created: str | None = None  # a prediction's or correction's id, when one was made
+    created: str | None = None  # a prediction's or correction's id (a deletion: its target)
+    client: int = -1  # which client sent it
 
 
 @dataclass
@@ -86,6 +96,7 @@ class _Client:
         self.rng = rng
         self.conn: http.client.HTTPConnection | None = None
         self.predictions: list[str] = []
+        self.corrected: set[str] = set()  # never deleted: their corrections are checked
 
     def call(self, method: str, path: str, body: bytes | None = None, headers=None):
         """(status, body); status 0 when no answer came. An empty header value drops it."""
@@ -131,8 +142,10 @@ class _Client:
     def feedback(self) -> Sample:
         if not self.predictions:
             return self.predict()
+        target = self.rng.choice(self.predictions)
+        self.corrected.add(target)
         payload = {
-            "prediction_id": self.rng.choice(self.predictions),
+            "prediction_id": target,
             "latex": self.rng.choice(CORRECTIONS),
             "consent": self.rng.random() < 0.5,
         }
@@ -140,6 +153,16 @@ class _Client:
         return self._timed(
             "feedback", "POST", "/feedback", body, {"content-type": "application/json"}
         )
+
+    def delete(self) -> Sample:
+        deletable = [p for p in self.predictions if p not in self.corrected]
+        if not deletable:
+            return self.predict()
+        target = self.rng.choice(deletable)
+        self.predictions.remove(target)  # asked once, whatever the answer
+        sample = self._timed("delete", "DELETE", f"/predictions/{target}")
+        sample.created = target
+        return sample
 
     def _timed(self, op, method, path, body=None, headers=None) -> Sample:
         began = time.perf_counter()
@@ -169,6 +192,7 @@ def run_load(api_url: str, tokens: list[str], seconds: float, seed: int = 0) -> 
         while time.perf_counter() < deadline:
             op = rng.choices(ops, weights)[0]
             sample = getattr(c, op)()
+            sample.client = index
             mine.append(sample)
             if sample.status == 429:
                 time.sleep(THROTTLE_PAUSE_S * (1 + rng.random()))
@@ -298,6 +322,20 @@ def missing_corrections(result: LoadResult, s3, bucket: str) -> list[str]:
     return sorted(fid for fid in accepted if store.find(fid) is None)
 
 
+def deleted_but_found(result: LoadResult, api_url: str, tokens: list[str]) -> list[str]:
+    """Predictions whose deletion was acknowledged (204) that the API still returns."""
+    found = []
+    for s in result.of("delete"):
+        if s.status != 204 or not s.created:
+            continue
+        c = _Client(api_url, tokens[s.client], random.Random(0))
+        status, _ = c.call("GET", f"/predictions/{s.created}")
+        c.close()
+        if status != 404:
+            found.append(s.created)
+    return found
+
+
 def check(result: LoadResult, report: dict, before: dict, after: dict, s3, bucket: str):
     problems = []
     if report["server_errors_5xx"]:
@@ -313,10 +351,8 @@ def check(result: LoadResult, report: dict, before: dict, after: dict, s3, bucke
 
 def run_against(info: dict, state_dir: Path, clients: int, seconds: float, seed: int = 0):
     """The load test against the stack `info` describes: (report, problems)."""
-    import boto3
-    from botocore.config import Config
-
     from local_stack.cli import local_issuer
+    from local_stack.emulator import stack_client
 
     issuer = local_issuer(state_dir)
     tokens = [issuer.id_token(f"load-{seed}-{i}", ttl_s=int(seconds) + 600) for i in range(clients)]
@@ -325,16 +361,13 @@ def run_against(info: dict, state_dir: Path, clients: int, seconds: float, seed:
     result = run_load(info["api_url"], tokens, seconds, seed)
     report = summary(result)
     after = scrape(info["api_url"], metrics_token)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=info["aws_endpoint"],
-        region_name=info["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(signature_version="s3v4"),
-    )
+    s3 = stack_client("s3", info)
     bucket = info["resources"]["DataBucketName"]
     problems = check(result, report, before, after, s3, bucket)
+    back = deleted_but_found(result, info["api_url"], tokens)
+    if back:
+        problems.append(f"{len(back)} acknowledged deletions are undone, e.g. {back[0]}")
+    report["deletions_acknowledged"] = sum(s.status == 204 for s in result.of("delete"))
     report["corrections_accepted"] = report["by_operation"]["feedback"]["statuses"].get("201", 0)
     report["checks"] = problems or "passed"
     return report, problems

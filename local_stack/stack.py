@@ -21,10 +21,12 @@ from functions.common.limits import limits_of
 from inktex.errors import InkTeXError
 from local_stack import emulator
 from local_stack.gateway import Gateway
+from local_stack.guard import PROFILE, Credentials
+from local_stack.journal import Journal
 from local_stack.seed import register_model
 from local_stack.template import Stack
 from local_stack.tokens import Issuer
-from local_stack.workers import FunctionRuntime, QueuePoller
+from local_stack.workers import DEFAULT_CONCURRENCY, FunctionRuntime, QueuePoller
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ class LocalSettings:
 
     @property
     def aws_endpoint(self) -> str:
-        return f"http://{self.host}:{self.aws_port}"
+        return f"http://{emulator.LOOPBACK}:{self.aws_port}"  # loopback only, whatever --host
 
 
 def bundled_model(setting: Path | None) -> tuple[Path, bool]:
@@ -160,6 +162,7 @@ class LocalStack:
         overrides.update(settings.parameter_overrides)
         self.stack = Stack(template, overrides)
         self.moto: emulator.Moto | None = None
+        self.journal: Journal | None = None
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.pollers: list[QueuePoller] = []
         self.gateway: Gateway | None = None
@@ -173,30 +176,38 @@ class LocalStack:
 
     def start(self) -> dict:
         s = self.settings
-        for port in (s.aws_port, s.api_port):
-            if not _port_free(s.host, port):
+        for host, port in ((emulator.LOOPBACK, s.aws_port), (s.host, s.api_port)):
+            if not _port_free(host, port):
                 raise LocalStackError(
                     f"port {port} on {s.host} is in use: is a stack already up (`inktex status`)? "
                     "Otherwise choose other ports (--aws-port, --api-port)"
                 )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.moto = emulator.Moto(s.host, s.aws_port)
+        self.journal = Journal(self.state_dir)
+        self.moto = emulator.Moto(s.aws_port, self.credentials(), self.stack.region, self.journal)
         self.moto.start()
         endpoint = self.moto.endpoint
-        restored = emulator.restore(self.stack, endpoint, self.state_dir)
-        provisioned = emulator.provision(self.stack, endpoint, self.secret_values())
-        self._register_model(endpoint)
+        restored = emulator.restore(self.stack, self.moto)
+        if emulator.import_snapshot(self.stack, self.moto, self.state_dir):
+            objects, ssm, _ = self.journal.fold()  # imported uploads owe no events
+            self.journal.compact(objects, ssm, set())
+            restored["objects"] = len(objects)
+        provisioned = emulator.provision(self.stack, self.moto, self.secret_values())
+        self._register_model()
         self._start_functions(endpoint)
-        self._start_pollers(endpoint, provisioned)
+        self._start_pollers(provisioned)
+        redelivered = emulator.redeliver(self.stack, self.moto, provisioned, restored["pending"])
         self._start_training(endpoint)
         self._start_gateway()
         info = self.info()
-        info["restored"] = restored
+        info["restored"] = bool(restored["objects"])
+        info["redelivered"] = redelivered
         (self.state_dir / STATE_FILE).write_text(json.dumps(info, indent=2))
         return info
 
     def stop(self, snapshot: bool = True) -> None:
-        """Take everything down; a second call does nothing more."""
+        """Take everything down; a second call does nothing more. Nothing is saved here:
+        every acknowledged write is in the journal already (`snapshot` is ignored)."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -207,17 +218,21 @@ class LocalStack:
             poller.stop()
         for poller in self.pollers:
             poller.join(5)
-        if snapshot and self.moto is not None:
-            emulator.snapshot(self.stack, self.moto.endpoint, self.state_dir)
         for runtime in self.runtimes.values():
             runtime.stop()
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
+        if self.journal is not None:
+            self.journal.close()
         self.pollers, self.training = [], None
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
     # --- parts ------------------------------------------------------------------------------
+
+    def credentials(self) -> Credentials:
+        """The emulator's only accepted keys, generated once into the state folder."""
+        return Credentials.load(self.state_dir)
 
     def secret_path(self, logical_id: str) -> Path:
         return self.state_dir / "secrets" / logical_id
@@ -230,18 +245,20 @@ class LocalStack:
             path = self.secret_path(logical_id)
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.touch(mode=0o600)
-                path.write_text(secrets.token_urlsafe(spec["length"])[: spec["length"]])
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(spec["length"])[: spec["length"]])
+            os.chmod(path, 0o600)  # readable by its owner only, whatever made it
             values[logical_id] = path.read_text().strip()
         return values
 
-    def _register_model(self, endpoint: str) -> None:
+    def _register_model(self) -> None:
         from functions.common.registry import ModelRegistry
 
         env = self._global_env()
         registry = ModelRegistry(
-            emulator.client("s3", endpoint, self.stack.region),
-            emulator.client("ssm", endpoint, self.stack.region),
+            self.moto.client("s3"),
+            self.moto.client("ssm"),
             env["MODEL_BUCKET"],
             env["ALIAS_PARAMETER_PREFIX"],
         )
@@ -265,8 +282,7 @@ class LocalStack:
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_DEFAULT_REGION": self.stack.region,
             "AWS_REGION": self.stack.region,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **self.credentials().as_env(),
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
             "MODEL_CACHE_DIR": str(self.state_dir / "cache" / logical_id),
@@ -278,12 +294,20 @@ class LocalStack:
         for logical_id, function in self.stack.functions().items():
             arn = self.stack.get_att(logical_id, "Arn")
             env = self.function_env(logical_id, endpoint)
-            self.runtimes[logical_id] = FunctionRuntime(function, env, self.state_dir / "logs", arn)
+            self.runtimes[logical_id] = FunctionRuntime(
+                function, env, self.state_dir / "logs", arn, self.concurrency(logical_id)
+            )
         for runtime in self.runtimes.values():  # cold starts now, in the background
             threading.Thread(target=runtime.warm, daemon=True).start()
 
-    def _start_pollers(self, endpoint: str, provisioned: dict) -> None:
-        sqs = emulator.client("sqs", endpoint, self.stack.region)
+    def concurrency(self, logical_id: str) -> int:
+        """The function's `ReservedConcurrentExecutions` (template.yaml), else the default."""
+        properties = (self.stack.template["Resources"][logical_id].get("Properties")) or {}
+        reserved = self.stack.resolve(properties.get("ReservedConcurrentExecutions"))
+        return int(reserved) if reserved not in (None, "") else DEFAULT_CONCURRENCY
+
+    def _start_pollers(self, provisioned: dict) -> None:
+        sqs = self.moto.client("sqs")
         for delivery in provisioned["deliveries"]:
             if delivery["source"] == "s3":
                 n = delivery["notification"]
@@ -298,6 +322,7 @@ class LocalStack:
                     self.runtimes[n.function],
                     n.max_retries,
                     failure_url,
+                    on_done=self._delivered,
                 )
             else:
                 poller = QueuePoller(
@@ -305,6 +330,16 @@ class LocalStack:
                 )
             poller.start()
             self.pollers.append(poller)
+
+    def _delivered(self, event: dict) -> None:
+        """An S3 event's function finished with it: it is not owed after a restart."""
+        from urllib.parse import unquote_plus
+
+        for record in event.get("Records", []):
+            s3 = record.get("s3") or {}
+            key = unquote_plus((s3.get("object") or {}).get("key", ""))
+            version = (s3.get("object") or {}).get("versionId", "null")
+            self.journal.delivered((s3.get("bucket") or {}).get("name", ""), key, version)
 
     def training_dir(self) -> Path:
         return self.state_dir / "training"
@@ -322,17 +357,16 @@ class LocalStack:
         from local_stack.local_runner import LocalTrainingRunner
 
         region = self.stack.region
-        events = emulator.client("events", endpoint, region)
+        events = self.moto.client("events")
         env = {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **self.credentials().as_env(),
         }
         self.training = LocalTrainingRunner(
-            emulator.client("sagemaker", endpoint, region),
-            emulator.client("s3", endpoint, region),
+            self.moto.client("sagemaker"),
+            self.moto.client("s3"),
             self.training_dir(),
             deliver=lambda event: emulator.put_event(events, event),
             env=env,
@@ -408,6 +442,11 @@ class LocalStack:
             "functions": {k: f.name for k, f in self.stack.functions().items()},
             "logs": {k: str(r.log_path) for k, r in self.runtimes.items()},
             "secrets": {k: str(self.secret_path(k)) for k in self.stack.secrets()},
+            # the emulator's keys: AWS_SHARED_CREDENTIALS_FILE=<file> AWS_PROFILE=<profile>
+            "aws_credentials": {
+                "file": str(Credentials.path(self.state_dir)),
+                "profile": PROFILE,
+            },
             "metrics": {
                 "url": f"{s.api_url}/metrics",
                 "token_file": str(self.secret_path("MetricsTokenSecret")),
@@ -427,7 +466,18 @@ def running_info(state_dir: Path) -> dict | None:
     path = Path(state_dir) / STATE_FILE
     try:
         info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
+        pid = int(info["pid"])
+        os.kill(pid, 0)
     except (OSError, ValueError, KeyError):
         return None
-    return info
+    return None if _exited(pid) else info
+
+
+def _exited(pid: int) -> bool:
+    """Whether the process has ended and waits to be reaped (a zombie: a stack killed with
+    -9 whose parent, init in a container, does not reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc here: kill(pid, 0) is all there is
+    return stat.rsplit(") ", 1)[-1].startswith(("Z", "X"))

@@ -27,15 +27,9 @@ ANONYMOUS = "_anonymous"  # functions.common.store.ANONYMOUS: drops that belong 
 
 
 def aws_client(info: dict, service: str):
-    import boto3
+    from local_stack.emulator import stack_client
 
-    return boto3.client(
-        service,
-        endpoint_url=info["aws_endpoint"],
-        region_name=info["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return stack_client(service, info)
 
 
 # --- drop ---------------------------------------------------------------------------------

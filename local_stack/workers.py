@@ -1,12 +1,19 @@
-"""Functions as Lambda runs them: one process per function (its own environment, a cold start
-on first use, a warm container after), and the pollers that deliver asynchronous events.
+"""Functions as Lambda runs them: each function a pool of containers (processes) up to its
+concurrency, each with a cold start on first use and warm after; and the pollers that
+deliver asynchronous events.
 
-A function's process imports its handler with the environment template.yaml gives it, plus
-what differs locally (the emulator's endpoint, fake credentials, a cache folder in the state
-directory). Its stdout and stderr (Powertools' structured logs) go to
+A container is a process that imports the function's handler with the environment
+template.yaml gives it, plus what differs locally (the emulator's endpoint, the stack's
+keys, a cache folder in the state directory), then answers one event at a time over a
+socket. Its stdout and stderr (Powertools' structured logs) go to
 `<state>/logs/<Function>.log`, which `inktex logs` reads. With INKTEX_RECORD_AWS_CALLS set,
-the process records every AWS call it makes (call_recorder.py). A handler that runs past its
-timeout is killed and the next event gets a fresh process, as in Lambda.
+it records every AWS call it makes (call_recorder.py). A handler that runs past its timeout
+is killed and that container's next event gets a cold start, as in Lambda.
+
+Concurrency is Lambda's: a function runs as many events at once as it has containers, up to
+its `ReservedConcurrentExecutions` in template.yaml, else `DEFAULT_CONCURRENCY`; an event
+past that waits for a container to be free. A slow request (a large body being decoded)
+holds up one container, not another user's request.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -23,12 +31,19 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from local_stack import call_recorder
 from local_stack.template import Function
 
 log = logging.getLogger(__name__)
+
+# Containers per function when template.yaml reserves none. Four on a two-core machine:
+# two run while two wait on I/O or the CPU, so a few slow requests do not queue everyone
+# else behind them. Containers start on demand (each holds its own copy of the model).
+DEFAULT_CONCURRENCY = 4
+_CHILD = "from local_stack.workers import _serve; _serve()"
 
 
 class FunctionError(Exception):
@@ -50,16 +65,10 @@ class LambdaContext:
         return max(0, int((self.deadline - time.time()) * 1000))
 
 
-def _serve(
-    conn, logical_id: str, handler: str, env: dict[str, str], log_path: str, context: dict
-) -> None:
-    """The function's process: import the handler once, then answer events until closed."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(key, None)
-    os.environ.update(env)
+def _serve() -> None:
+    """A container's process: import the handler once, then answer events until closed."""
+    conn = Connection(int(os.environ.pop("INKTEX_LOCAL_WORKER_FD")))
+    logical_id, handler, context = conn.recv()
     call_recorder.install_from_env(logical_id)  # before the handler builds any client
     module_name, func_name = handler.rsplit(".", 1)
     try:
@@ -71,7 +80,7 @@ def _serve(
     while True:
         try:
             event, request_id, timeout_s = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if func is None:
             conn.send(("error", f"Runtime.ImportModuleError: {init_error}"))
@@ -90,88 +99,171 @@ def _serve(
         sys.stderr.flush()
 
 
-class FunctionRuntime:
-    """One warm 'container' for a function; invocations take turns, as one container does."""
+class Container:
+    """One process of a function; its invocations take turns."""
 
-    def __init__(self, function: Function, env: dict[str, str], log_dir: Path, arn: str):
+    def __init__(self, runtime: FunctionRuntime, generation: int):
+        self.runtime, self.generation = runtime, generation
+        self.process: subprocess.Popen | None = None
+        self.conn: Connection | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        r = self.runtime
+        ours, theirs = socket.socketpair()
+        env = {k: v for k, v in os.environ.items() if k not in _AMBIENT}
+        env.update(r.env)
+        env["INKTEX_LOCAL_WORKER_FD"] = str(theirs.fileno())
+        with open(r.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),),
+            )
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        context = {
+            "function_name": r.function.name,
+            "memory_limit_in_mb": r.function.memory_mb,
+            "invoked_function_arn": r.arn,
+            "log_group_name": f"/aws/lambda/{r.function.name}",
+        }
+        self.conn.send((r.function.logical_id, r.function.handler, context))
+
+    def invoke(self, event: dict, timeout: int):
+        if not self.alive:
+            self.start()
+        request_id = str(uuid.uuid4())
+        try:
+            self.conn.send((event, request_id, timeout))
+            # a cold start's imports do not count against the handler's timeout here
+            if not self.conn.poll(timeout + 30):
+                self.kill()
+                raise FunctionError(f"Task timed out after {timeout} seconds")
+            return self.conn.recv()
+        except (EOFError, OSError) as exc:
+            self.kill()
+            raise FunctionError(f"the function's process exited ({exc!r})") from exc
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(30)
+        self._close()
+
+    def stop(self) -> None:
+        """Close its socket (the process ends its loop), then make sure it has gone."""
+        self._close()
+        if self.process is not None:
+            try:
+                self.process.wait(3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        self.process = None
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+_AMBIENT = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+class FunctionRuntime:
+    """A function's containers: up to `concurrency` events at once, one per container."""
+
+    def __init__(
+        self,
+        function: Function,
+        env: dict[str, str],
+        log_dir: Path,
+        arn: str,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ):
         self.function, self.env, self.arn = function, env, arn
+        self.concurrency = max(1, concurrency)
         self.log_path = Path(log_dir) / f"{function.logical_id}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._process = None
-        self._conn = None
+        self._cond = threading.Condition()
+        self._idle: list[Container] = []
+        self._busy: set[Container] = set()
+        self._generation = 0  # stop() starts a new one: older containers end when free
 
-    def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        context = {
-            "function_name": self.function.name,
-            "memory_limit_in_mb": self.function.memory_mb,
-            "invoked_function_arn": self.arn,
-            "log_group_name": f"/aws/lambda/{self.function.name}",
-        }
-        self._process = ctx.Process(
-            target=_serve,
-            args=(
-                child,
-                self.function.logical_id,
-                self.function.handler,
-                self.env,
-                str(self.log_path),
-                context,
-            ),
-            name=f"inktex-{self.function.logical_id}",
-            daemon=True,
-        )
-        self._process.start()
-        child.close()
-        self._conn = parent
+    def _acquire(self) -> Container:
+        with self._cond:
+            while True:
+                if self._idle:
+                    container = self._idle.pop()
+                    break
+                if len(self._busy) < self.concurrency:
+                    container = Container(self, self._generation)
+                    break
+                self._cond.wait()
+            self._busy.add(container)
+            return container
+
+    def _release(self, container: Container) -> None:
+        with self._cond:
+            self._busy.discard(container)
+            if container.alive and container.generation == self._generation:
+                self._idle.append(container)
+            else:
+                container.stop()
+            self._cond.notify()
 
     def warm(self) -> None:
-        with self._lock:
-            if self._process is None or not self._process.is_alive():
-                self._start()
+        """A cold start now, in the caller's thread, so the first event finds it warm."""
+        container = self._acquire()
+        try:
+            if not container.alive:
+                container.start()
+        finally:
+            self._release(container)
 
     def invoke(self, event: dict):
-        with self._lock:
-            if self._process is None or not self._process.is_alive():
-                self._start()
-            request_id = str(uuid.uuid4())
-            timeout = self.function.timeout_s
-            try:
-                self._conn.send((event, request_id, timeout))
-                # a cold start's imports do not count against the handler's timeout here
-                if not self._conn.poll(timeout + 30):
-                    self._kill()
-                    raise FunctionError(f"Task timed out after {timeout} seconds")
-                status, value = self._conn.recv()
-            except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
-                self._kill()
-                raise FunctionError(f"the function's process exited ({exc!r})") from exc
+        container = self._acquire()
+        try:
+            status, value = container.invoke(event, self.function.timeout_s)
+        finally:
+            self._release(container)
         if status != "ok":
             raise FunctionError(value)
         return value
 
-    def kill(self) -> None:
-        """SIGKILL the function's process (a finaliser's last resort)."""
-        self._kill()
-
-    def _kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(5)
-        self._process = None
+    def containers(self) -> int:
+        with self._cond:
+            return len(self._idle) + len(self._busy)
 
     def stop(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-            if self._process is not None:
-                self._process.join(3)
-                if self._process.is_alive():
-                    self._process.kill()
-                    self._process.join(3)
-            self._process = self._conn = None
+        """Every idle container ends now, busy ones when their event is done; the next
+        event gets a cold start."""
+        with self._cond:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for container in idle:
+            container.stop()
+
+    def kill(self) -> None:
+        """SIGKILL every container (a finaliser's last resort)."""
+        with self._cond:
+            everyone = [*self._idle, *self._busy]
+            self._idle = []
+            self._generation += 1
+        for container in everyone:
+            container.kill()
 
 
 class QueuePoller(threading.Thread):
@@ -187,11 +279,13 @@ class QueuePoller(threading.Thread):
         max_retries: int = 2,
         on_failure_url: str | None = None,
         unwrap=None,
+        on_done=None,
     ):
         super().__init__(name=f"poll-{runtime.function.logical_id}", daemon=True)
         self.sqs, self.queue_url, self.runtime = sqs, queue_url, runtime
         self.max_retries, self.on_failure_url = max_retries, on_failure_url
         self.unwrap = unwrap or json.loads
+        self.on_done = on_done  # called with each event finished with, before its deletion
         self.stopping = threading.Event()
         self.idle = threading.Event()  # set while the queue has nothing for us
 
@@ -240,6 +334,8 @@ class QueuePoller(threading.Thread):
                     QueueUrl=self.on_failure_url,
                     MessageBody=json.dumps(self._failure_record(event, attempt, str(exc))),
                 )
+        if self.on_done is not None:
+            self.on_done(event)
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
 
     def _failure_record(self, event: dict, attempts: int, error: str) -> dict:

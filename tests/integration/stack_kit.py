@@ -135,9 +135,9 @@ class LocalStackClient:
         return local_issuer(self.state_dir).id_token(user, ttl_s=ttl, groups=groups or [])
 
     def aws(self, service: str):
-        from local_stack import emulator
+        from local_stack.emulator import stack_client
 
-        return emulator.client(service, self.info["aws_endpoint"], self.info["region"])
+        return stack_client(service, self.info)
 
 
 def _alive(pid: int) -> bool:

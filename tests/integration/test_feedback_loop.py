@@ -27,14 +27,14 @@ import time
 from pathlib import Path
 
 import pytest
-from test_local_stack import LocalStackClient, bearer, free_port, request
+from stack_kit import bearer, request, wait_for
 from testkit import IN_CI
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.torch,
-    pytest.mark.timeout(420),
+    pytest.mark.timeout(1800),
 ]
 
 torch = (  # CI must run it: there a missing torch fails the module
@@ -51,6 +51,7 @@ CORRECTED = ["27_em_120", "RIT_2014_19", "MfrDB1843"]  # the three corrections
 THRESHOLD = len(CORRECTED)
 HYPERPARAMETERS = {"epochs": 10, "lr": 0.01, "replay": 64, "feedback-repeat": 4}
 WRECKING_LR = "0.1"
+FINE_TUNE_S = 1200  # a ceiling for a hang: a short fine-tune takes minutes under load
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +82,16 @@ def degraded_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, degraded_model):
-    client = LocalStackClient(tmp_path_factory.mktemp("stack"), free_port(), free_port())
+def stack(launch_stack, degraded_model):
     overrides = [
         f"RetrainingThreshold={THRESHOLD}",
         "AliasMaxAgeSeconds=1",
         f"TrainingHyperparameters={json.dumps(HYPERPARAMETERS)}",
     ]
-    argv = ["up", "--detach", "--aws-port", str(client.aws_port), "--api-port"]
-    argv += [str(client.api_port), "--model", str(degraded_model)]
-    assert client.cli(*argv, "--parameter-overrides", *overrides) == 0
-    client.info = json.loads((client.state_dir / "stack.json").read_text())
+    client = launch_stack("--parameter-overrides", *overrides, model=degraded_model)
     assert client.cli("seed", "--data", str(FIXTURES)) == 0
     client.facts = {}
-    yield client
-    client.down()
+    return client
 
 
 def api(stack, method: str, path: str, body=None, token: str | None = None) -> tuple[int, dict]:
@@ -107,16 +103,6 @@ def api(stack, method: str, path: str, body=None, token: str | None = None) -> t
         data, headers["content-type"] = json.dumps(body).encode(), "application/json"
     status, _, raw = request(method, f"{stack.api}{path}", data, headers)
     return status, json.loads(raw or b"{}")
-
-
-def wait_for(what: str, probe, timeout_s: float = 150, every_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def decision_for(stack, token: str, job: str) -> dict | None:
@@ -228,7 +214,7 @@ def test_corrections_at_the_threshold_start_exactly_one_job(stack):
         lambda: sagemaker.list_training_jobs()["TrainingJobSummaries"],
     )
     batches = retraining.FeedbackBatches(s3, settings.data_bucket)
-    wait_for("the duplicate deliveries", lambda: not sqs_has_messages(sqs, queue), 30)
+    wait_for("the duplicate deliveries", lambda: not sqs_has_messages(sqs, queue))
     time.sleep(1.5)  # the trigger's last invocation
     jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
     assert len(jobs) == 1, jobs
@@ -257,7 +243,9 @@ def test_a_real_fine_tune_makes_a_better_candidate_that_is_promoted(stack):
     s3 = stack.aws("s3")
     models = stack.info["resources"]["ModelBucketName"]
     production = stack.info["model"]["version"]
-    decision = wait_for("the promotion decision", lambda: decision_for(stack, token, job))
+    decision = wait_for(
+        "the promotion decision", lambda: decision_for(stack, token, job), FINE_TUNE_S
+    )
 
     record = json.loads((stack.state_dir / "training" / job / "job.json").read_text())
     assert record["status"] == "Completed" and record["delivered"], record
@@ -298,7 +286,7 @@ def test_a_real_fine_tune_makes_a_better_candidate_that_is_promoted(stack):
         assert status == 200, body
         return body["model_version"] == candidate
 
-    wait_for("predictions from the promoted model", new_version, 30, 1)
+    wait_for("predictions from the promoted model", new_version, every_s=1)
     stack.facts["promoted"] = candidate
 
 
@@ -320,7 +308,9 @@ def test_the_same_job_with_a_wrecking_learning_rate_is_rejected(stack):
         )
     }
     sagemaker.create_training_job(TrainingJobName=name, HyperParameters=hyper, **request_)
-    decision = wait_for("the second decision", lambda: decision_for(stack, token, name))
+    decision = wait_for(
+        "the second decision", lambda: decision_for(stack, token, name), FINE_TUNE_S
+    )
 
     assert decision["decision"] == "rejected", decision
     assert decision["production"]["version"] == promoted
@@ -366,7 +356,7 @@ def test_failed_jobs_lose_no_feedback(stack):
         held = [o["Key"] for o in page.get("Contents", [])]
         return len(held) == THRESHOLD and held
 
-    held = wait_for("the corrections to be held after repeated failures", all_held, 150, 1)
+    held = wait_for("the corrections to be held after repeated failures", all_held, FINE_TUNE_S, 1)
     assert sorted(k.rsplit("/", 1)[1].removesuffix(".json") for k in held) == sorted(ids)
     for key in held:
         item = json.loads(s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read())

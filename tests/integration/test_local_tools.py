@@ -1,5 +1,5 @@
 """`inktex drop`, `inktex invoke` and the DVC remote, against a running local stack on free
-ports (the fixture of test_local_stack.py, one stack for this module)."""
+ports (conftest.stack: one stack for this module)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_local_stack import IMAGE, REPO, TINY_MODEL, LocalStackClient, free_port
+from stack_kit import EVENTS, IMAGE, OTHER_IMAGE, POLL_S, REPO, TINY_MODEL
 
 from inktex import cli
 from local_stack.tokens import subject_of
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-EVENTS = REPO / "events"
-OTHER_IMAGE = REPO / "tests" / "fixtures" / "inkml" / "27_em_120.png"
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    client = LocalStackClient(tmp_path_factory.mktemp("stack"), free_port(), free_port())
-    client.up()
-    yield client
-    client.down()
-
-
-def inktex(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def inktex(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """`inktex ARGV` in a fresh process (invoke changes its process's environment)."""
     return subprocess.run(
         [sys.executable, "-m", "inktex.cli", *argv],
@@ -48,7 +37,7 @@ def test_drop_prints_what_predict_prints(stack, capsys, tmp_path):
     assert len(expected) == 2
 
     owner = subject_of("alice")
-    assert stack.cli("drop", *map(str, files), "--user", owner) == 0
+    assert stack.cli("drop", *map(str, files), "--user", owner, "--timeout", str(POLL_S)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"{f}\t{latex}" for f, latex in zip(files, expected, strict=True)]
     # where the drop went, and whose history it is in
@@ -58,13 +47,15 @@ def test_drop_prints_what_predict_prints(stack, capsys, tmp_path):
     assert {o["Key"] for o in listed} >= {f"uploads/{owner}/{f.name}" for f in files}
 
     # dropped again (a new version of the same key): a new prediction, found as well
-    assert stack.cli("drop", str(IMAGE), "--user", owner) == 0
+    assert stack.cli("drop", str(IMAGE), "--user", owner, "--timeout", str(POLL_S)) == 0
     assert capsys.readouterr().out.splitlines() == [f"{IMAGE}\t{expected[0]}"]
 
     # an unusable upload: its error record's reason, and a failing exit code
     bad = tmp_path / "not-an-image.png"
     bad.write_bytes(b"these bytes are not a picture")
-    assert stack.cli("drop", str(bad)) == 1  # no --user: uploads/_anonymous/
+    assert (
+        stack.cli("drop", str(bad), "--timeout", str(POLL_S)) == 1
+    )  # no --user: uploads/_anonymous/
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{bad}\terror: ") and len(line) > len(f"{bad}\terror: ")
 
@@ -108,17 +99,23 @@ def test_the_committed_dvc_remote_is_the_stacks_dvc_bucket(stack):
     remote = config['remote "local"']
     assert remote["url"] == f"s3://{stack.info['resources']['DvcBucketName']}"
     assert remote["endpointurl"] == "http://127.0.0.1:4566"  # `inktex up`'s default port
+    # the keys are the stack's own, from its credentials file in the default state folder
+    assert remote["profile"] == stack.info["aws_credentials"]["profile"]
+    assert remote["credentialpath"] == "~/.local/state/inktex/local/secrets/aws-credentials"
+    assert "access_key_id" not in remote and "secret_access_key" not in remote
 
 
 def test_dvc_push_and_pull_against_the_stack(stack, tmp_path):
     dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or "dvc"
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        env.pop(key, None)
+    ambient = ("PROFILE", "ENDPOINT_URL", "SESSION_TOKEN", "SHARED_CREDENTIALS_FILE")
+    ambient += ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
+    for key in ambient:
+        env.pop(f"AWS_{key}", None)
 
     def run(*argv: str) -> str:
         done = subprocess.run(
-            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
         )
         assert done.returncode == 0, f"{argv}: {done.stdout}\n{done.stderr}"
         return done.stdout
@@ -127,6 +124,8 @@ def test_dvc_push_and_pull_against_the_stack(stack, tmp_path):
     run(dvc, "init", "-q")
     shutil.copy(REPO / ".dvc" / "config", tmp_path / ".dvc" / "config")
     run(dvc, "remote", "modify", "--local", "local", "endpointurl", stack.info["aws_endpoint"])
+    credentials = stack.info["aws_credentials"]["file"]
+    run(dvc, "remote", "modify", "--local", "local", "credentialpath", credentials)
     data = tmp_path / "data.txt"
     data.write_text("a tracked file\n")
     run(dvc, "add", "-q", "data.txt")

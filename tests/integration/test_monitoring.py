@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) scraping the local stack's GET /metrics.
 
-The stack is started on free ports (as in test_local_stack.py), one prediction is made
+The stack is started on free ports (conftest.launch_stack), one prediction is made
 through the API, and `inktex monitor`'s config (local_stack/monitor.py) is given to
 prometheus with a 1 s scrape interval. Through Prometheus's HTTP API: the target is up with
 the bearer token, and the predictions counter reads the value the stack produced.
@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from test_local_stack import IMAGE, LocalStackClient, free_port, request
-from testkit import require, wait_for
+from stack_kit import IMAGE, free_port, request, wait_for
+from testkit import require
 
 from local_stack import monitor
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 def query(port: int, promql: str) -> list[dict]:
@@ -30,12 +31,9 @@ def query(port: int, promql: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(launch_stack):
     require(shutil.which("prometheus") is not None, "prometheus is not installed (apt-get)")
-    client = LocalStackClient(tmp_path_factory.mktemp("stack"), free_port(), free_port())
-    client.up()
-    yield client
-    client.down()
+    return launch_stack()
 
 
 def test_prometheus_scrapes_the_stack_with_its_token(stack, tmp_path):
@@ -55,15 +53,18 @@ def test_prometheus_scrapes_the_stack_with_its_token(stack, tmp_path):
         up = wait_for(
             "the inktex target to be up",
             lambda: [r for r in query(port, 'up{job="inktex"}') if r["value"][1] == "1"],
-            timeout_s=20,
         )
         assert up[0]["metric"]["instance"] == f"127.0.0.1:{stack.api_port}"
         promql = f'sum(inktex_predictions_total{{model_version="{version}",source="api"}})'
-        result = wait_for("the predictions counter", lambda: query(port, promql), timeout_s=20)
+        result = wait_for("the predictions counter", lambda: query(port, promql))
         assert float(result[0]["value"][1]) == 1.0
         info_metric = query(port, "inktex_production_model_info")
         assert info_metric[0]["metric"]["version"] == version
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     assert token  # the stack generated one, and Prometheus sent it (else `up` would be 0)

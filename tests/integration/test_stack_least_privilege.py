@@ -23,8 +23,7 @@ import json
 
 import iam_policy
 import pytest
-from test_local_stack import IMAGE, REPO, TINY_MODEL, bearer, free_port, request
-from testkit import wait_for
+from stack_kit import IMAGE, REPO, TINY_MODEL, bearer, free_port, request, wait_for
 
 from functions.common import retraining
 from functions.common.retraining import FeedbackBatches
@@ -33,7 +32,7 @@ from local_stack import call_recorder, emulator
 from local_stack.seed import FIXTURES, seed
 from local_stack.stack import LocalSettings, LocalStack
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 THRESHOLD = 2
 # Grants no botocore hook can see used, by action prefix; each with the reason.
@@ -56,11 +55,10 @@ class Scenario:
         self.api_url = self.info["api_url"]
         self.data = self.info["resources"]["DataBucketName"]
         self.models = self.info["resources"]["ModelBucketName"]
-        endpoint, region = self.info["aws_endpoint"], self.info["region"]
-        self.s3 = emulator.client("s3", endpoint, region)
-        self.sagemaker = emulator.client("sagemaker", endpoint, region)
-        self.events = emulator.client("events", endpoint, region)
-        self.sqs = emulator.client("sqs", endpoint, region)
+        self.s3 = stack.moto.client("s3")
+        self.sagemaker = stack.moto.client("sagemaker")
+        self.events = stack.moto.client("events")
+        self.sqs = stack.moto.client("sqs")
 
     def token(self, user: str, groups: list[str] | None = None) -> str:
         return self.stack.gateway.issuer.id_token(user, ttl_s=600, groups=groups or [])
@@ -198,7 +196,7 @@ def run_scenario(s: Scenario) -> None:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory) -> tuple[LocalStack, list[dict]]:
+def recorded(tmp_path_factory, start_in_process) -> tuple[LocalStack, list[dict]]:
     """The calls each function made in the scenario, on a stack of this module's own."""
     state_dir = tmp_path_factory.mktemp("least-privilege")
     calls = state_dir / "calls.jsonl"
@@ -211,9 +209,8 @@ def recorded(tmp_path_factory) -> tuple[LocalStack, list[dict]]:
         parameter_overrides={"RetrainingThreshold": str(THRESHOLD)},
         function_env={call_recorder.ENV: str(calls)},
     )
-    local = LocalStack(settings)
+    local = start_in_process(settings)
     try:
-        local.start()
         run_scenario(Scenario(local))
     finally:
         local.stop(snapshot=False)  # every function's process has ended: the file is whole

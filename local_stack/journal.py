@@ -1,0 +1,325 @@
+"""Durable state for the emulator: what moto acknowledged is on disk before the answer.
+
+moto keeps everything in memory. Here every state-changing request it answers with a 2xx is
+written to `<state>/journal/` (one JSON line, fsync'd, its bytes in a content-addressed
+blob) before the answer leaves the emulator, under the same lock as the write itself, so the
+journal's order is the order moto applied them in:
+
+- S3: each object version created (put, copy, multipart completion: its bytes, content type,
+  metadata, version id and time), each delete marker, each version deleted for good, each
+  object deleted from an unversioned bucket. Versions keep their ids across restarts.
+- SSM: each PutParameter, DeleteParameter(s), LabelParameterVersion, replayed in order (so a
+  parameter's history, the model alias's too, comes back with the same version numbers).
+- Event deliveries: a created object that an S3 notification routes to a function is
+  "delivered" once the function's poller has finished with its event; one not delivered
+  when the stack stopped (or died) is queued again at the next start.
+
+At start (`Journal.restore`, into an emulator that is empty) the journal is folded into the
+current state, that state is put into moto, and the journal is rewritten as that state alone
+(compacted): a deleted version's bytes leave the disk then, so an erasure stays erased.
+
+Restoring a version with its own id needs moto's S3 model classes (`FakeKey`,
+`FakeDeleteMarker`, the bucket's key store): S3 has no API that sets a version id, and the
+records of this system name versions by id (previous_versions, claims, erasure). That use of
+moto's internals is confined to `_put_versions` (and to `emulator.redeliver`, which builds
+an owed event from the restored version as moto's own notification would), moto is pinned
+(pyproject.toml), and tests/integration/test_durable.py fails if a moto upgrade changes
+them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+from local_stack.guard import SSM_WRITES
+
+log = logging.getLogger(__name__)
+
+# Response headers that are an object's metadata, kept with each version
+_KEPT = ("content-type", "content-encoding", "content-disposition", "content-language",
+         "cache-control", "expires")  # fmt: skip
+
+
+@dataclass
+class Version:
+    version_id: str
+    modified: str  # ISO 8601
+    blob: str | None = None  # None: a delete marker
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Journal:
+    """The emulator's write-ahead record; one per state folder."""
+
+    def __init__(self, state_dir: Path):
+        self.root = Path(state_dir) / "journal"
+        self.blobs = self.root / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "journal.jsonl"
+        self.lock = threading.RLock()
+        self._file = None
+        self.quiet = False  # while restoring: what is put back is already recorded
+
+    # --- writing --------------------------------------------------------------------------
+
+    def append(self, *entries: dict) -> None:
+        """Entries on disk (fsync'd) when this returns."""
+        with self.lock:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            for entry in entries:
+                self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def store_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.blobs / digest
+        if not path.exists():
+            staging = path.with_suffix(".new")
+            with open(staging, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(staging, path)
+            _fsync_dir(self.blobs)
+        return digest
+
+    def close(self) -> None:
+        with self.lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    # --- what the guard hands over --------------------------------------------------------
+
+    def record(self, service: str, environ: dict, body: bytes, answer: bytes, headers, read):
+        """Record an acknowledged write. `read(bucket, key, version)` fetches a version
+        (bytes, response headers) from moto itself, bypassing the guard."""
+        if self.quiet:
+            return
+        if service == "ssm":
+            target = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+            if target in SSM_WRITES:
+                self.append({"op": "ssm", "target": target, "body": body.decode()})
+            return
+        if service != "s3":
+            return
+        method = environ["REQUEST_METHOD"]
+        raw = environ.get("REQUEST_URI") or "/"
+        path, _, query = raw.partition("?")
+        params = parse_qs(query, keep_blank_values=True)
+        bucket, _, key = path.lstrip("/").partition("/")
+        bucket, key = unquote(bucket), unquote(key)
+        answered = {k.lower(): v for k, v in headers}
+        now = dt.datetime.now(dt.UTC).isoformat()
+        if method == "POST" and "delete" in params and not key:
+            self.append(*_deletions(bucket, answer, now))
+            return
+        if not key or set(params) & {"tagging", "acl", "uploads", "partNumber", "retention",
+                                     "legal-hold", "restore", "select"}:  # fmt: skip
+            return
+        if method == "DELETE":
+            if "versionId" in params:
+                self.append({"op": "drop", "b": bucket, "k": key, "v": params["versionId"][0]})
+            elif answered.get("x-amz-delete-marker") == "true":
+                version = answered.get("x-amz-version-id", "null")
+                self.append({"op": "marker", "b": bucket, "k": key, "v": version, "t": now})
+            else:
+                self.append({"op": "remove", "b": bucket, "k": key})
+            return
+        if method in ("PUT", "POST"):  # a new version (put, copy, multipart completion)
+            version = answered.get("x-amz-version-id", "null")
+            data, meta = read(bucket, key, version)
+            blob = self.store_blob(data)
+            self.append({"op": "put", "b": bucket, "k": key, "v": version, "t": now,
+                         "blob": blob, "meta": meta})  # fmt: skip
+
+    def delivered(self, bucket: str, key: str, version: str) -> None:
+        """An S3 event's function has finished with it (or it went to the on-failure
+        destination): it is not queued again after a restart."""
+        self.append({"op": "delivered", "b": bucket, "k": key, "v": version})
+
+    # --- reading back -----------------------------------------------------------------------
+
+    def fold(self) -> tuple[dict, list[dict], list[tuple[str, str, str]]]:
+        """({(bucket, key): [Version, ...]}, SSM requests in order, undelivered creations)."""
+        objects: dict[tuple[str, str], list[Version]] = {}
+        ssm: list[dict] = []
+        created: dict[tuple[str, str, str], None] = {}  # insertion-ordered set
+        if not self.path.is_file():
+            return objects, ssm, []
+        with open(self.path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut short by the crash: it was never acknowledged
+                if number < len(lines) - 1:
+                    log.warning("journal line %d is unreadable; skipped", number)
+                continue
+            op = entry["op"]
+            if op == "ssm":
+                ssm.append(entry)
+                continue
+            where = (entry["b"], entry["k"])
+            versions = objects.setdefault(where, [])
+            if op in ("put", "marker"):
+                if entry["v"] == "null":  # an unversioned bucket keeps one version
+                    versions[:] = [v for v in versions if v.version_id != "null"]
+                versions.append(Version(entry["v"], entry["t"], entry.get("blob"),
+                                        entry.get("meta") or {}))  # fmt: skip
+                if op == "put" and entry.get("pending", True):
+                    created[(*where, entry["v"])] = None
+            elif op == "drop":
+                versions[:] = [v for v in versions if v.version_id != entry["v"]]
+                created.pop((*where, entry["v"]), None)
+            elif op == "remove":
+                versions.clear()
+            elif op == "delivered":
+                created.pop((*where, entry["v"]), None)
+            if not versions:
+                objects.pop(where, None)
+        live = {(b, k, v.version_id) for (b, k), vs in objects.items() for v in vs}
+        return objects, ssm, [c for c in created if c in live]
+
+    def compact(self, objects: dict, ssm: list[dict], pending: set) -> None:
+        """Rewrite the journal as the state alone; blobs nothing names any more go."""
+        with self.lock:
+            self.close()
+            staging = self.path.with_suffix(".new")
+            with open(staging, "w", encoding="utf-8") as f:
+                for entry in ssm:
+                    f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                for (bucket, key), versions in objects.items():
+                    for v in versions:
+                        entry = {"op": "put" if v.blob else "marker", "b": bucket, "k": key,
+                                 "v": v.version_id, "t": v.modified}  # fmt: skip
+                        if v.blob:
+                            entry.update(blob=v.blob, meta=v.metadata)
+                            entry["pending"] = (bucket, key, v.version_id) in pending
+                        f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(staging, self.path)
+            _fsync_dir(self.root)
+            named = {v.blob for vs in objects.values() for v in vs if v.blob}
+            for blob in self.blobs.iterdir():
+                if blob.name not in named:
+                    blob.unlink(missing_ok=True)
+
+    def restore(
+        self,
+        account_id: str,
+        put_ssm: Callable[[str, str], None],
+        owed: Callable[[str, str], bool],
+    ) -> dict:
+        """Put the journal's state into an empty moto (its buckets must exist, versioning
+        set), compact the journal; the counts, and the creations whose events are owed
+        (`owed(bucket, key)`: an S3 notification routes it to a function)."""
+        objects, ssm, created = self.fold()
+        pending = [c for c in created if owed(c[0], c[1])]
+        self.quiet = True
+        try:
+            for entry in ssm:
+                put_ssm(entry["target"], entry["body"])
+            _put_versions(account_id, objects, self.blobs)
+        finally:
+            self.quiet = False
+        self.compact(objects, ssm, set(pending))
+        return {"objects": len(objects), "parameters_changes": len(ssm), "pending": pending}
+
+
+def _deletions(bucket: str, answer: bytes | str, now: str) -> list[dict]:
+    """Journal entries for a DeleteObjects answer's <Deleted> elements."""
+    root = ET.fromstring(answer)
+    entries = []
+    for deleted in root.iter():
+        if not deleted.tag.endswith("Deleted"):
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "") for child in deleted}
+        key = fields.get("Key", "")
+        if fields.get("DeleteMarker") == "true" and fields.get("DeleteMarkerVersionId"):
+            if fields.get("VersionId"):  # deleting a marker by its id
+                entries.append({"op": "drop", "b": bucket, "k": key, "v": fields["VersionId"]})
+            else:
+                version = fields["DeleteMarkerVersionId"]
+                entries.append({"op": "marker", "b": bucket, "k": key, "v": version, "t": now})
+        elif fields.get("VersionId"):
+            entries.append({"op": "drop", "b": bucket, "k": key, "v": fields["VersionId"]})
+        else:
+            entries.append({"op": "remove", "b": bucket, "k": key})
+    return entries
+
+
+def metadata_of(headers) -> dict[str, str]:
+    """The metadata to keep from a GetObject answer's headers."""
+    return {
+        k.lower(): v
+        for k, v in headers
+        if k.lower() in _KEPT or k.lower().startswith("x-amz-meta-")
+    }
+
+
+def _put_versions(account_id: str, objects: dict, blobs: Path) -> None:
+    """Each key's versions, in order, with their own ids (moto's S3 model: see the module's
+    docstring for why)."""
+    from moto.s3.models import FakeDeleteMarker, FakeKey, s3_backends
+
+    backend = s3_backends[account_id]["aws"]
+    for (bucket_name, key_name), versions in objects.items():
+        bucket = backend.get_bucket(bucket_name)
+        stored: list = []
+        previous = None
+        for v in versions:
+            when = dt.datetime.fromisoformat(v.modified).replace(tzinfo=None)
+            if v.blob is None:
+                if previous is None:  # a marker over nothing (its object deleted for good)
+                    previous = FakeKey(
+                        key_name, b"", account_id, backend.region_name, bucket_name=bucket_name
+                    )
+                marker = FakeDeleteMarker(previous)
+                marker._version_id = v.version_id
+                marker.last_modified = when
+                stored.append(marker)
+                continue
+            key = FakeKey(
+                name=key_name,
+                value=(blobs / v.blob).read_bytes(),
+                account_id=account_id,
+                region_name=backend.region_name,
+                bucket_name=bucket_name,
+                is_versioned=bucket.is_versioned,
+                version_id=v.version_id,
+            )
+            key.set_metadata({_header_case(k): val for k, val in v.metadata.items()})
+            key.last_modified = when
+            stored.append(key)
+            previous = key
+        bucket.keys.setlist(key_name, stored)
+
+
+def _header_case(name: str) -> str:
+    return name if name.startswith("x-amz-meta-") else "-".join(p.title() for p in name.split("-"))
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
