@@ -117,7 +117,9 @@ def load_split(root: Path, split: str) -> tuple[list[Sample], SkipReport]:
     return list(iter_split(root, split, report)), report
 
 
-def iter_inkml_split(root: Path, split: str, report: SkipReport | None = None):
+def iter_inkml_split(
+    root: Path, split: str, report: SkipReport | None = None
+) -> Iterator[InkSample]:
     """The split's InkML files, each with its label from `<root>/<split>.tsv`.
 
     Every file in `<root>/inkml/<split>/` is read, so that one without a label (or one that

@@ -116,7 +116,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _wrap(text: str, font, width: int, max_lines: int) -> list[str]:
+def _wrap(
+    text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int, max_lines: int
+) -> list[str]:
     """Greedy wrap at spaces (token boundaries), the last line cut with an ellipsis."""
     lines: list[str] = []
     line = ""

@@ -9,18 +9,20 @@ normalisation, which the one scale should make the same everywhere.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from inktex.data import SkipReport, iter_inkml_split
+from inktex.ink import Symbol
 from inktex.preprocess import PreprocessConfig, shrink_factor
 from inktex.scale import normalise_strokes
 
 PERCENTILES = (50, 90, 99, 100)
 
 
-def symbol_heights(strokes: list[np.ndarray], symbols) -> list[float]:
+def symbol_heights(strokes: list[np.ndarray], symbols: Sequence[Symbol]) -> list[float]:
     """Height of each segmented symbol (the box of its strokes)."""
     return [float(np.ptp(np.concatenate([strokes[i] for i in s.strokes])[:, 1])) for s in symbols]
 

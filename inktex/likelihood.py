@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inktex.search import StepModel
+
+if TYPE_CHECKING:  # the runtime is onnxruntime's; this module needs only its step model
+    from inktex.runtime import OnnxRecognizer
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,9 @@ def sequence_likelihoods(
     return [SequenceLikelihood(lp) for lp in logps]
 
 
-def correction_likelihood(recognizer, model_input: np.ndarray, tokens: Sequence[str]):
+def correction_likelihood(
+    recognizer: OnnxRecognizer, model_input: np.ndarray, tokens: Sequence[str]
+) -> SequenceLikelihood:
     """The likelihood of `tokens` for one preprocessed input (H, W) under an OnnxRecognizer."""
     steps = recognizer.step_model(np.ascontiguousarray(model_input[None], dtype=np.float32))
     vocab = recognizer.vocab

@@ -15,11 +15,13 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 from inktex import inputs, plugins
@@ -27,8 +29,13 @@ from inktex.data import REPO_ROOT
 from inktex.errors import InkTeXError, ModelPackageError
 from inktex.latex import to_latex
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage
-from inktex.preprocess import pad_batch, size_batches
-from inktex.search import SearchResult, decode
+from inktex.preprocess import PreprocessConfig, pad_batch, size_batches
+from inktex.search import Hypothesis, SearchResult, decode
+
+if TYPE_CHECKING:
+    from inktex.evaluate import Recognizer
+
+Input = TypeVar("Input")  # what one of inputs.from_* reads: bytes, strokes, a path
 
 
 @dataclass
@@ -84,7 +91,7 @@ class _Buffers:
     other."""
 
     def __init__(self, model: OnnxStepModel, rows: int):
-        def zeros(*shape, dtype=np.float32):
+        def zeros(*shape: int, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
             return np.zeros(shape, dtype=dtype)
 
         self.token = zeros(rows, dtype=np.int64)
@@ -224,8 +231,8 @@ class OnnxRecognizer:
                     )
 
     @classmethod
-    def load(cls, path: Path | str, **kwargs) -> OnnxRecognizer:
-        return cls(ModelPackage.load(Path(path)), **kwargs)
+    def load(cls, path: Path | str, **threads: int) -> OnnxRecognizer:
+        return cls(ModelPackage.load(Path(path)), **threads)
 
     @property
     def version(self) -> str:
@@ -279,7 +286,7 @@ class OnnxRecognizer:
         return [out[i] for i in range(len(inputs))]
 
     def _recognition(self, result: SearchResult, latency_ms: float) -> Recognition:
-        def describe(hyp):
+        def describe(hyp: Hypothesis) -> tuple[list[str], float]:
             tokens = self.vocab.decode(hyp.ids)
             return tokens, math.exp(hyp.logprob)
 
@@ -307,7 +314,12 @@ class OnnxRecognizer:
     def recognize_inkml(self, data: bytes | str, beam: int | None = None) -> Recognition:
         return self._timed(inputs.from_inkml, data, beam)
 
-    def _timed(self, prepare, data, beam) -> Recognition:
+    def _timed(
+        self,
+        prepare: Callable[[Input, PreprocessConfig], np.ndarray],
+        data: Input,
+        beam: int | None,
+    ) -> Recognition:
         started = time.perf_counter()
         result = self.recognize_inputs([prepare(data, self.preprocess)], beam)[0]
         result.latency_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -327,11 +339,11 @@ def default_model_path() -> Path:
     return Path(os.environ.get("INKTEX_MODEL", REPO_ROOT / "models" / "release"))
 
 
-def load_recognizer(path: Path | str, **kwargs):
+def load_recognizer(path: Path | str, **threads: int) -> Recognizer:
     """A recogniser for a model package folder, or for a PyTorch checkpoint (training extra)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".pt":  # the training package's, torch only then
         return plugins.load(plugins.RECOGNIZERS, "torch", extra="train")(path)
     if not path.is_dir():
         raise InkTeXError(f"{path} is neither a model package folder nor a checkpoint (.pt)")
-    return OnnxRecognizer.load(path, **kwargs)
+    return OnnxRecognizer.load(path, **threads)
