@@ -57,6 +57,8 @@ monitor:
 lint: install
 	ruff check .
 	ruff format --check .
+	mypy  # inktex/ and functions/ ([tool.mypy] in pyproject.toml)
+	cd web && npm run --silent lint  # tsc --noEmit over the JSDoc (// @ts-check), eslint
 	# configure-aws-credentials has no release on a newer Node yet: its warning is known
 	actionlint -ignore 'runtime "node20" is deprecated' .github/workflows/*.yml
 
