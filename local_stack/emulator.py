@@ -83,6 +83,9 @@ class Moto:
         import os
 
         os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # and the guard strips them
+        # An object over 64 KiB is kept in a temporary file, not in this process's memory
+        # (moto's default keeps up to 5 MiB of each in memory: every image, every version).
+        os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(64 * 1024))
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         _patch_notifications()
