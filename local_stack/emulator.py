@@ -79,6 +79,7 @@ class Moto:
         credentials: Credentials,
         region: str = "us-east-1",
         journal: Journal | None = None,
+        cors: dict[str, list[dict]] | None = None,
     ):
         import os
 
@@ -99,7 +100,7 @@ class Moto:
             def after(service, environ, body, answer, headers):
                 journal.record(service, environ, body, answer, headers, self._read_version)
 
-        self.guard = Guard(self.app, credentials, after)
+        self.guard = Guard(self.app, credentials, after, cors)
         self.server = None
 
     @property
@@ -292,6 +293,17 @@ def _drain_test_events(sqs, urls: list[str]) -> None:
 
 
 # --- durable state (journal.py) ----------------------------------------------------------
+
+
+def cors_rules(stack: Stack) -> dict[str, list[dict]]:
+    """Each bucket's CORS rules (`CorsConfiguration.CorsRules` in template.yaml), by name."""
+    rules = {}
+    for logical_id, resource in stack.of_type("AWS::S3::Bucket").items():
+        props = stack.resolve(resource.get("Properties") or {})
+        found = (props.get("CorsConfiguration") or {}).get("CorsRules") or []
+        if found:
+            rules[stack.physical_id(logical_id)] = found
+    return rules
 
 
 def create_buckets(stack: Stack, moto: Moto) -> None:

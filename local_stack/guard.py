@@ -4,7 +4,10 @@ moto answers anyone: any Origin with CORS allowing every method, any credentials
 requests, tampered presigned URLs. Here, in front of it, as AWS would:
 
 - A request with an `Origin` header (a browser's, from whatever page) gets 403, and no
-  response carries CORS headers: no web page can read from or write to the emulator.
+  response carries moto's CORS headers: no web page can read from the emulator. The one
+  exception is S3's own: a bucket's CORS rules (template.yaml's `CorsConfiguration`, the
+  web UI's origins) let those origins send a presigned request with the rule's methods
+  (the UI's presigned photo upload) and its preflight, answered as S3 answers them.
 - Every request is signed (AWS Signature Version 4, in the Authorization header or a
   presigned URL's query) with the stack's own generated access key
   (`Credentials`, `<state>/secrets/aws-credentials`); anything else gets 403 as S3 says it:
@@ -34,7 +37,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -113,16 +116,27 @@ class Guard:
     acknowledged (S3 object writes, SSM parameter changes), before the answer leaves: the
     durable journal (journal.py) hooks in there."""
 
-    def __init__(self, app: Callable, credentials: Credentials, after: Callable | None = None):
+    def __init__(
+        self,
+        app: Callable,
+        credentials: Credentials,
+        after: Callable | None = None,
+        cors: dict[str, list[dict]] | None = None,
+    ):
         self.app, self.credentials, self.after = app, credentials, after
+        self.cors = cors or {}  # bucket name -> its CORS rules (S3's CorsRules)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         raw_uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/"
         service = "s3"
+        allowed: dict[str, str] = {}
         try:
             if environ.get("HTTP_ORIGIN") is not None:
-                raise Refused("AccessDenied", "browser requests are refused (Origin present)")
+                allowed = self._cors(method, raw_uri, environ)
+                if method == "OPTIONS":  # a preflight S3's CORS rules allow
+                    start_response("200 OK", [*allowed.items(), ("Content-Length", "0")])
+                    return [b""]
             if raw_uri.startswith("/moto-api"):
                 raise Refused("AccessDenied", "the emulator's control API is not served")
             body = _read_body(environ)
@@ -132,6 +146,12 @@ class Guard:
             return _refuse(start_response, service, exc)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        if allowed:
+            outer = start_response
+
+            def start_response(status, headers, exc_info=None):
+                return outer(status, [*headers, *allowed.items()], exc_info)
+
         if not _writes(service, method, environ):
             return self._call(environ, start_response)
         with write_lock:
@@ -146,6 +166,36 @@ class Guard:
                 self.after(service, environ, body, b"".join(chunks), captured["headers"])
         start_response(captured["status"], captured["headers"])
         return chunks
+
+    def _cors(self, method: str, raw_uri: str, environ: dict) -> dict[str, str]:
+        """The CORS headers for a browser's request that a bucket's CORS rules allow (a
+        presigned object request, or its preflight); raises Refused for any other."""
+        origin = environ["HTTP_ORIGIN"]
+        path, _, query = raw_uri.partition("?")
+        bucket, _, key = unquote(path.lstrip("/")).partition("/")
+        wanted = (
+            environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "") if method == "OPTIONS" else method
+        )
+        asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+        headers = {h.strip().lower() for h in asked.split(",") if h.strip()}
+        presigned = method == "OPTIONS" or "X-Amz-Signature=" in query
+        for rule in self.cors.get(bucket, []) if key and presigned else []:
+            origins = rule.get("AllowedOrigins") or []
+            allowed_headers = {h.lower() for h in rule.get("AllowedHeaders") or []}
+            if (
+                (origin in origins or "*" in origins)
+                and wanted in (rule.get("AllowedMethods") or [])
+                and ("*" in allowed_headers or headers <= allowed_headers)
+            ):
+                answer = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+                if method == "OPTIONS":
+                    answer["Access-Control-Allow-Methods"] = ", ".join(rule["AllowedMethods"])
+                    if headers:
+                        answer["Access-Control-Allow-Headers"] = ", ".join(sorted(headers))
+                    if rule.get("MaxAge") is not None:
+                        answer["Access-Control-Max-Age"] = str(rule["MaxAge"])
+                return answer
+        raise Refused("AccessDenied", "browser requests are refused (Origin present)")
 
     def _call(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """moto's answer, without the CORS headers its Flask apps add."""

@@ -14,6 +14,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,7 +185,13 @@ class LocalStack:
                 )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.state_dir)
-        self.moto = emulator.Moto(s.aws_port, self.credentials(), self.stack.region, self.journal)
+        self.moto = emulator.Moto(
+            s.aws_port,
+            self.credentials(),
+            self.stack.region,
+            self.journal,
+            emulator.cors_rules(self.stack),
+        )
         self.moto.start()
         endpoint = self.moto.endpoint
         restored = emulator.restore(self.stack, self.moto)
@@ -216,10 +223,12 @@ class LocalStack:
             self.training.stop()  # a running job is killed; its end is delivered next time
         for poller in self.pollers:
             poller.stop()
+        deadline = time.monotonic() + 3  # an event still being handled is owed, not lost
         for poller in self.pollers:
-            poller.join(5)
-        for runtime in self.runtimes.values():
-            runtime.stop()
+            poller.join(max(0.0, deadline - time.monotonic()))
+        closing = [c for runtime in self.runtimes.values() for c in runtime.stop(wait=False)]
+        for container in closing:  # all told at once, then each waited for
+            container.wait()
         if self.moto is not None:
             self.moto.stop()
             self.moto = None

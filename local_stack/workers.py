@@ -80,8 +80,10 @@ def _serve() -> None:
     while True:
         try:
             event, request_id, timeout_s = conn.recv()
-        except (EOFError, OSError):
-            return
+        except (EOFError, OSError):  # the stack closed this container: end now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # no interpreter teardown (seconds of it, with boto3 and onnxruntime)
         if func is None:
             conn.send(("error", f"Runtime.ImportModuleError: {init_error}"))
             continue
@@ -160,6 +162,9 @@ class Container:
     def stop(self) -> None:
         """Close its socket (the process ends its loop), then make sure it has gone."""
         self._close()
+        self.wait()
+
+    def wait(self) -> None:
         if self.process is not None:
             try:
                 self.process.wait(3)
@@ -247,14 +252,19 @@ class FunctionRuntime:
         with self._cond:
             return len(self._idle) + len(self._busy)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> list[Container]:
         """Every idle container ends now, busy ones when their event is done; the next
-        event gets a cold start."""
+        event gets a cold start. With `wait=False` their sockets are closed and the
+        containers returned, for the caller to `wait()` on (a whole stack stops at once)."""
         with self._cond:
             self._generation += 1
             idle, self._idle = self._idle, []
         for container in idle:
-            container.stop()
+            container._close()
+        if wait:
+            for container in idle:
+                container.wait()
+        return idle
 
     def kill(self) -> None:
         """SIGKILL every container (a finaliser's last resort)."""

@@ -135,3 +135,36 @@ def test_the_stacks_secrets_are_readable_by_their_owner_only(stack):
     for path in files:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, (path.name, oct(mode))
+
+
+def test_the_web_uis_presigned_upload_is_the_one_browser_request_allowed(stack):
+    """S3's CORS rules of template.yaml let the UI's origin PUT a photo with its presigned
+    URL, preflight first, as S3 does; nothing else with an Origin gets through."""
+    status, _, raw = request(
+        "POST",
+        f"{stack.api}/uploads",
+        json.dumps({"filename": "big.png", "content_type": "image/png"}).encode(),
+        {"content-type": "application/json", **bearer(stack.token("alice"))},
+    )
+    assert status == 201, raw
+    upload = json.loads(raw)
+    ui = stack.api  # the gateway's own origin is one of the bucket's allowed origins
+    preflight = {
+        "origin": ui,
+        "access-control-request-method": "PUT",
+        "access-control-request-headers": "content-type",
+    }
+    status, headers, _ = request("OPTIONS", upload["url"], None, preflight)
+    assert status == 200 and headers["access-control-allow-origin"] == ui
+    assert "PUT" in headers["access-control-allow-methods"]
+    evil = {**preflight, "origin": "https://evil.example"}
+    assert request("OPTIONS", upload["url"], None, evil)[0] == 403
+    put = {**upload["headers"], "origin": ui}
+    status, headers, body = request("PUT", upload["url"], IMAGE.read_bytes(), put)
+    assert status == 200, body
+    assert headers["access-control-allow-origin"] == ui
+    foreign = {**upload["headers"], "origin": "https://evil.example"}
+    assert request("PUT", upload["url"], IMAGE.read_bytes(), foreign)[0] == 403
+    bucket = stack.info["resources"]["DataBucketName"]
+    listing = request("GET", f"{stack.info['aws_endpoint']}/{bucket}", None, {"origin": ui})
+    assert listing[0] == 403  # not presigned, not a rule's method: refused even from the UI
