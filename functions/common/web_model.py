@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from functions.common.model_bucket import package_key
 from inktex.errors import InkTeXError, InputError
 
 WEB_FILES = ("encoder.onnx", "decoder_step.onnx")
@@ -70,7 +71,7 @@ class WebModels:
 
     def _get(self, version: str, name: str) -> bytes:
         try:
-            return self.s3.get_object(Bucket=self.bucket, Key=f"models/{version}/{name}")[
+            return self.s3.get_object(Bucket=self.bucket, Key=package_key(version, name))[
                 "Body"
             ].read()
         except ClientError as exc:
@@ -101,7 +102,7 @@ class WebModels:
             if name not in hashes:
                 raise WebModelUnavailable(f"model {version}'s manifest does not list {name}")
             try:
-                head = self.s3.head_object(Bucket=self.bucket, Key=f"models/{version}/{name}")
+                head = self.s3.head_object(Bucket=self.bucket, Key=package_key(version, name))
             except ClientError as exc:
                 raise WebModelUnavailable(f"model {version} lacks {name}: {exc}") from exc
             size = int(head["ContentLength"])
@@ -133,7 +134,8 @@ class WebModels:
             data = self._get(version, name)
             digest = hashlib.sha256(data).hexdigest()
             if digest != manifest["files"][name]["sha256"]:
-                raise WebModelUnavailable(f"models/{version}/{name} does not match its manifest")
+                where = package_key(version, name)
+                raise WebModelUnavailable(f"{where} does not match its manifest")
             self._files = {k: v for k, v in self._files.items() if k[0] == version}
             self._files[key] = (data, digest)
         return self._files[key]

@@ -122,6 +122,7 @@ export class LiveRecognition {
         this.#say(result);
         // pen-up to LaTeX on the card; the e2e tests wait for the generation and read the time
         document.body.dataset.liveLatencyMs = String(latency);
+        document.body.dataset.liveWorkerMs = String(result.latency_ms); // the recognition itself
         document.body.dataset.liveGeneration = String(message.id);
       }
     } else if (message.type === 'error') {
