@@ -356,6 +356,7 @@ def test_the_browser_reads_the_fixtures_as_inktex_predict(parity_page, model):
 
 
 @pytest.mark.crohme
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_browser_reads_crohme_2014_as_inktex_predict(parity_page, crohme, capsys):
     samples = list(itertools.islice(iter_inkml_split(crohme, "test2014"), CROHME_PARITY))
@@ -393,6 +394,7 @@ def release_stack(tmp_path_factory):
 
 
 @pytest.mark.crohme
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_latency_from_pen_up_to_latex_in_the_browser_and_on_the_server(
     browser, release_stack, crohme, capsys
