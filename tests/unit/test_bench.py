@@ -75,8 +75,8 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
             "model_export.bench",
             "--package",
             str(tmp_path / "absent"),
-            "--checkpoint",
-            str(tmp_path / "absent.pt"),
+            "--checkpoint",  # trains nothing: the run's work is the same on any machine
+            str(ROOT / "tests" / "fixtures" / "knows_fixtures.pt"),
             "--images",
             "4",
             "--cold-runs",
@@ -90,13 +90,12 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
         text=True,
         cwd=ROOT,
         env={**os.environ, "INKTEX_DATA": str(crohme.parent)},
-        timeout=600,
+        timeout=1800,  # a ceiling for a hang: it times every runner, on a machine that may be busy
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "training a tiny model on the fly" in proc.stderr
     r = json.loads(out_json.read_text())
 
-    assert r["model"]["source"].startswith("TINY model")
+    assert r["model"]["source"].endswith("knows_fixtures.pt, exported on the fly")
     assert r["model"]["parameters"] > 0 and r["model"]["checkpoint_preprocess_matches"]
     assert r["images"] == {"split": "test2014", "count": 4, "refused_clean": 0}
     for key, threads in (("1_thread", 1), ("2_threads", 2)):
