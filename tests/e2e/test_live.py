@@ -49,9 +49,9 @@ from inktex.runtime import OnnxRecognizer
 pytestmark = [pytest.mark.e2e]
 
 CROHME_PARITY = 200  # CROHME 2014 expressions read greedily, in the browser and by the core
-# ... and with the package's beam (5), the first of them: all 200 take 4 minutes more on one
-# core (measured: 231 s, every answer the same; docs/web.md). INKTEX_PARITY_BEAM=200 runs them.
-CROHME_BEAM_PARITY = int(os.environ.get("INKTEX_PARITY_BEAM", "50"))
+# ... and with the package's beam (5), as `inktex predict` reads them: all 200 (2 min 12 s for
+# both searches on an idle core; docs/web.md). INKTEX_PARITY_BEAM=N checks only the first N.
+CROHME_BEAM_PARITY = int(os.environ.get("INKTEX_PARITY_BEAM", str(CROHME_PARITY)))
 LATENCY_EXPRESSIONS = 20  # pen-up to LaTeX, up to 20 tokens
 PROB_TOLERANCE = 1e-3
 
