@@ -24,8 +24,9 @@ def require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-def wait_for(what: str, probe, timeout_s: float = 90, interval_s: float = 0.3):
-    """`probe()`'s first truthy value, polled until `timeout_s`; fails naming `what`."""
+def wait_for(what: str, probe, timeout_s: float = 300, interval_s: float = 0.3):
+    """`probe()`'s first truthy value, polled until `timeout_s` (a ceiling for a hang, minutes
+    because asynchronous effects are slow on a busy machine); fails naming `what`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := probe():

@@ -11,10 +11,11 @@ import json
 import os
 import signal
 import socket
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from testkit import wait_for  # noqa: F401  (the kit's poll, for tests here)
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = REPO / "tests" / "fixtures" / "inkml" / "518_em_425.png"
@@ -54,16 +55,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def bearer(token: str) -> dict:
     return {"authorization": f"Bearer {token}"}
-
-
-def wait_for(what: str, probe, timeout_s: float = POLL_S, every_s: float = 0.5):
-    """`probe()`'s first truthy value, polled until `timeout_s`; fails naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := probe():
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def processes_using(state_dir: Path) -> list[int]:

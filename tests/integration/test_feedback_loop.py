@@ -288,7 +288,7 @@ def test_a_real_fine_tune_makes_a_better_candidate_that_is_promoted(stack):
         assert status == 200, body
         return body["model_version"] == candidate
 
-    wait_for("predictions from the promoted model", new_version, every_s=1)
+    wait_for("predictions from the promoted model", new_version, interval_s=1)
     stack.facts["promoted"] = candidate
 
 
