@@ -14,9 +14,9 @@ tests/integration/test_local_stack.py::test_s3_notifications_carry_the_sample_ev
 checks the delivered event against the sample: a moto upgrade that moves it fails there.
 
 State: moto keeps everything in memory, per process; a `Moto` starts empty (it resets what
-an earlier one in the same process left). `snapshot` writes every bucket's current objects
-(with content type and metadata) and every SSM parameter's history to the state directory;
-`restore` puts them back.
+an earlier one in the same process left). Every write it acknowledges is in the journal
+(journal.py) first; `restore` puts the journal's state back at start, and `import_snapshot`
+brings in the snapshot an older stack wrote at its graceful stop.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import threading
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -81,8 +83,6 @@ class Moto:
         journal: Journal | None = None,
         cors: dict[str, list[dict]] | None = None,
     ):
-        import os
-
         os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # and the guard strips them
         # An object over 64 KiB is kept in a temporary file, not in this process's memory
         # (moto's default keeps up to 5 MiB of each in memory: every image, every version).
@@ -108,8 +108,6 @@ class Moto:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
-        import threading
-
         from moto.server import MotoRequestHandler
         from werkzeug.serving import make_server
         from werkzeug.test import Client
@@ -341,15 +339,17 @@ def restore(stack: Stack, moto: Moto) -> dict:
     if moto.journal is None:
         return {"objects": 0, "pending": []}
     s3 = moto.client("s3")
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for bucket in {bucket for bucket, _ in moto.journal.fold()[0]} - existing:
-        s3.create_bucket(Bucket=bucket)  # one made through the API, not by the template
     notifications = stack.s3_notifications()
+
+    def create_missing(buckets: set[str]) -> None:  # made through the API, not by the template
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        for bucket in buckets - existing:
+            s3.create_bucket(Bucket=bucket)
 
     def owed(bucket: str, key: str) -> bool:
         return any(notified(n, bucket, key) for n in notifications)
 
-    return moto.journal.restore(DEFAULT_ACCOUNT_ID, moto._put_ssm, owed)
+    return moto.journal.restore(DEFAULT_ACCOUNT_ID, moto._put_ssm, owed, create_missing)
 
 
 def redeliver(stack: Stack, moto: Moto, provisioned: dict, pending: list) -> int:

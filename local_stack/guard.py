@@ -29,7 +29,6 @@ import hmac
 import io
 import json
 import logging
-import os
 import re
 import secrets
 import string
@@ -42,6 +41,8 @@ from urllib.parse import parse_qsl, unquote
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotocoreCredentials
+
+from local_stack.durable import write_file
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,9 @@ class Credentials:
                 "aws_access_key_id": key_id,
                 "aws_secret_access_key": secrets.token_urlsafe(30),
             }
-            staging = path.with_suffix(".new")
-            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                parser.write(f)
-            os.chmod(staging, 0o600)
-            os.replace(staging, path)  # two starts at once: one file wins, whole
+            text = io.StringIO()
+            parser.write(text)
+            write_file(path, text.getvalue().encode(), mode=0o600)  # two starts: one wins
         parser = configparser.ConfigParser()
         parser.read(path)
         section = parser[PROFILE]

@@ -29,7 +29,6 @@ them.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
+from local_stack.durable import write_file
 from local_stack.guard import SSM_WRITES
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Journal:
             if self._file is None:
                 self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
             for entry in entries:
-                self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                self._file.write(_line(entry))
             self._file.flush()
             os.fsync(self._file.fileno())
 
@@ -87,13 +87,7 @@ class Journal:
         digest = hashlib.sha256(data).hexdigest()
         path = self.blobs / digest
         if not path.exists():
-            staging = path.with_suffix(".new")
-            with open(staging, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(staging, path)
-            _fsync_dir(self.blobs)
+            write_file(path, data)
         return digest
 
     def close(self) -> None:
@@ -200,22 +194,16 @@ class Journal:
         """Rewrite the journal as the state alone; blobs nothing names any more go."""
         with self.lock:
             self.close()
-            staging = self.path.with_suffix(".new")
-            with open(staging, "w", encoding="utf-8") as f:
-                for entry in ssm:
-                    f.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                for (bucket, key), versions in objects.items():
-                    for v in versions:
-                        entry = {"op": "put" if v.blob else "marker", "b": bucket, "k": key,
-                                 "v": v.version_id, "t": v.modified}  # fmt: skip
-                        if v.blob:
-                            entry.update(blob=v.blob, meta=v.metadata)
-                            entry["pending"] = (bucket, key, v.version_id) in pending
-                        f.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(staging, self.path)
-            _fsync_dir(self.root)
+            entries = list(ssm)
+            for (bucket, key), versions in objects.items():
+                for v in versions:
+                    entry = {"op": "put" if v.blob else "marker", "b": bucket, "k": key,
+                             "v": v.version_id, "t": v.modified}  # fmt: skip
+                    if v.blob:
+                        entry.update(blob=v.blob, meta=v.metadata)
+                        entry["pending"] = (bucket, key, v.version_id) in pending
+                    entries.append(entry)
+            write_file(self.path, "".join(map(_line, entries)).encode())
             named = {v.blob for vs in objects.values() for v in vs if v.blob}
             for blob in self.blobs.iterdir():
                 if blob.name not in named:
@@ -226,11 +214,13 @@ class Journal:
         account_id: str,
         put_ssm: Callable[[str, str], None],
         owed: Callable[[str, str], bool],
+        create_buckets: Callable[[set[str]], None],
     ) -> dict:
-        """Put the journal's state into an empty moto (its buckets must exist, versioning
-        set), compact the journal; the counts, and the creations whose events are owed
-        (`owed(bucket, key)`: an S3 notification routes it to a function)."""
+        """Put the journal's state into an empty moto (`create_buckets(names)` makes those
+        that do not exist yet), compact the journal; the counts, and the creations whose
+        events are owed (`owed(bucket, key)`: an S3 notification routes it to a function)."""
         objects, ssm, created = self.fold()
+        create_buckets({bucket for bucket, _ in objects})
         pending = [c for c in created if owed(c[0], c[1])]
         self.quiet = True
         try:
@@ -316,10 +306,5 @@ def _header_case(name: str) -> str:
     return name if name.startswith("x-amz-meta-") else "-".join(p.title() for p in name.split("-"))
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _line(entry: dict) -> str:
+    return json.dumps(entry, separators=(",", ":")) + "\n"

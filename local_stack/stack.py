@@ -21,6 +21,7 @@ from pathlib import Path
 from functions.common.limits import limits_of
 from inktex.errors import InkTeXError
 from local_stack import emulator
+from local_stack.durable import write_file
 from local_stack.gateway import Gateway
 from local_stack.guard import PROFILE, Credentials
 from local_stack.journal import Journal
@@ -254,9 +255,8 @@ class LocalStack:
             path = self.secret_path(logical_id)
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(secrets.token_urlsafe(spec["length"])[: spec["length"]])
+                value = secrets.token_urlsafe(spec["length"])[: spec["length"]]
+                write_file(path, value.encode(), mode=0o600)
             os.chmod(path, 0o600)  # readable by its owner only, whatever made it
             values[logical_id] = path.read_text().strip()
         return values

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testkit import FIXTURES, require
+from testkit import FIXTURES, alive, other_processes, require
 
 from inktex.data import crohme_root
 
@@ -54,7 +54,7 @@ def leaked_processes(mark: str, grace_s: float) -> dict[int, str]:
     `grace_s` has given stopping ones time to exit."""
     deadline = time.monotonic() + grace_s
     while True:
-        found = {pid: command for pid, command in marked_processes(mark) if pid != os.getpid()}
+        found = dict(marked_processes(mark))
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
@@ -62,13 +62,9 @@ def leaked_processes(mark: str, grace_s: float) -> dict[int, str]:
 
 def marked_processes(mark: str):
     needle = f"{RUN_MARK}={mark}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, entry in other_processes():
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if (entry / "stat").read_text().split(") ")[-1][0] != "Z":  # zombies are gone
-                    yield int(entry.name), command.strip()
+            if needle in (entry / "environ").read_bytes().split(b"\0") and alive(pid):
+                yield pid, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:  # exited meanwhile, or not ours to read
             continue

@@ -7,7 +7,9 @@ name `conftest`, so `from conftest import ...` would depend on which folder load
 from __future__ import annotations
 
 import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,25 @@ def wait_for(what: str, probe, timeout_s: float = 300, interval_s: float = 0.3):
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def other_processes() -> Iterator[tuple[int, Path]]:
+    """(pid, its /proc folder) of every process but this one."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            yield int(entry.name), entry
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (ended, not yet reaped) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(") ", 1)[-1][0] != "Z"

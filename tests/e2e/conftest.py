@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e_kit import CHROMIUM, CHROMIUM_ARGS, WEB, LocalStack, model_with_release_metrics, open_app
-from testkit import require
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from testkit import free_port, require
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +31,7 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
     from inktex import cli
 
     state = tmp_path_factory.mktemp("e2e-stack")
-    ports = ["--aws-port", str(_free_port()), "--api-port", str(_free_port())]
+    ports = ["--aws-port", str(free_port()), "--api-port", str(free_port())]
     where = ["--state-dir", str(state)]
     model = model_with_release_metrics(tmp_path_factory.mktemp("e2e-model"))
     code = cli.main(["up", "--detach", *ports, "--model", str(model), *where])

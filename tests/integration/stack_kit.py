@@ -10,12 +10,11 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from testkit import wait_for  # noqa: F401  (the kit's poll, for tests here)
+from testkit import alive, free_port, other_processes, wait_for  # noqa: F401  (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = REPO / "tests" / "fixtures" / "inkml" / "518_em_425.png"
@@ -27,12 +26,6 @@ EVENTS = REPO / "events"
 STARTUP_S = 600  # `inktex up` until the stack answers
 STOP_S = 300  # `inktex down` until the process has gone
 POLL_S = 300  # an asynchronous effect (a drop's prediction, a queued event)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
@@ -62,12 +55,10 @@ def processes_using(state_dir: Path) -> list[int]:
     --state-dir), found even when the stack never wrote its stack.json."""
     needle = str(state_dir).encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for pid, entry in other_processes():
         with contextlib.suppress(OSError):
             if needle in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
+                found.append(pid)
     return found
 
 
@@ -118,7 +109,7 @@ class LocalStackClient:
         """kill -9 the stack (a crash): nothing of it runs on, nothing is saved."""
         pid = int(self.info["pid"])
         kill_groups([pid, *processes_using(self.state_dir)])
-        wait_for("the killed stack to go", lambda: not _alive(pid), 60, 0.1)
+        wait_for("the killed stack to go", lambda: not alive(pid), 60, 0.1)
 
     def token(self, user: str, ttl: int = 600, groups: list[str] | None = None) -> str:
         from local_stack.cli import local_issuer
@@ -129,11 +120,3 @@ class LocalStackClient:
         from local_stack.emulator import stack_client
 
         return stack_client(service, self.info)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False
