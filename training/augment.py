@@ -20,6 +20,7 @@ from inktex.ink import Strokes
 
 @dataclass(frozen=True)
 class StrokeAugment:
+    input_prob: float = 1.0  # share of inputs rewritten at all; the rest are drawn as written
     symbol_prob: float = 0.5  # share of symbols moved on their own
     symbol_shift: float = 0.08  # of the symbol height
     symbol_scale: tuple[float, float] = (0.9, 1.1)

@@ -97,8 +97,8 @@ class ExpressionDataset(torch.utils.data.Dataset):
             return self.split.images[i], i
         strokes, symbols = self.split.strokes(i)
         line_width = 0
-        if self.augment is not None:
-            rng = np.random.default_rng([self.seed, epoch, i])
+        rng = np.random.default_rng([self.seed, epoch, i])
+        if self.augment is not None and rng.random() < self.augment.input_prob:
             strokes = augment_strokes(strokes, symbols, rng, self.cfg.symbol_height, self.augment)
             line_width = int(rng.choice(self.augment.line_widths))
         x = strokes_to_input(strokes, self.cfg, normalised=True, line_width=line_width)

@@ -24,6 +24,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock budget; the LR schedule follows it when set
     patience: int = 20  # validations without a better ExpRate before stopping
     augment: bool = True
+    augment_prob: float = 1.0  # share of training inputs augmented (the rest clean)
     max_label_len: int = 150  # longer training labels are skipped (and counted)
     train_limit: int = 0  # 0 = every training sample
     val_limit: int = 0  # 0 = all of CROHME 2013

@@ -148,7 +148,7 @@ def train(
     vocab = Vocabulary.load(data_dir / "vocab.json")
     pre = PreprocessConfig.from_dict(json.loads((data_dir / "preprocess.json").read_text()))
     train_split = load_split(data_dir / "train.npz")
-    augment = StrokeAugment() if tcfg.augment else None
+    augment = StrokeAugment(input_prob=tcfg.augment_prob) if tcfg.augment else None
     train_set = ExpressionDataset(train_split, pre, augment, seed)
     limit = min(tcfg.train_limit or len(train_split), len(train_split))
     keep = [i for i in range(limit) if len(train_split.labels[i]) <= tcfg.max_label_len]

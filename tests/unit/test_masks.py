@@ -83,6 +83,21 @@ def test_augmentation_is_the_same_under_the_same_seed(packed: Path) -> None:
         assert not np.array_equal(first, other_seed[(1, i)][0])  # another seed
 
 
+def test_augmentation_rate_leaves_the_rest_as_written(packed: Path) -> None:
+    from training.data import load_split
+
+    split = load_split(packed / "train.npz")
+    clean = ExpressionDataset(split, TINY_INPUT)
+    never = ExpressionDataset(split, TINY_INPUT, StrokeAugment(input_prob=0.0), seed=3)
+    half = ExpressionDataset(split, TINY_INPUT, StrokeAugment(input_prob=0.5), seed=3)
+    as_written = []
+    for epoch in range(8):
+        for i in range(len(split)):
+            np.testing.assert_array_equal(never[(epoch, i)][0], clean[(0, i)][0])
+            as_written.append(np.array_equal(half[(epoch, i)][0], clean[(0, i)][0]))
+    assert 0 < sum(as_written) < len(as_written)  # some inputs rewritten, some not
+
+
 def test_size_batches_cover_every_input_once_per_epoch(packed: Path) -> None:
     shapes = [(32, 64)] * 10 + [(64, 512)] * 3
     sampler = SizeBatchSampler(shapes, list(range(13)), pixels=64 * 512, max_batch=4, seed=0)
