@@ -8,7 +8,7 @@ import torch
 from inktex.preprocess import pad_batch, size_batches
 from inktex.search import SearchResult, decode
 from inktex.vocab import Vocabulary
-from training.model import DecoderState, Recognizer
+from training.model import Recognizer
 
 
 class TorchStepModel:
@@ -18,22 +18,22 @@ class TorchStepModel:
         self.model = model
         self.features, self.mask = model.encode(images, mask)
         self.keys, self.state0 = model.decoder.start(self.features, self.mask)
+        self.device = self.features.device
 
     def start(self):
-        return (self.state0.hidden, self.state0.coverage, self.features, self.keys, self.mask)
+        return (self.state0, self.features, self.keys, self.mask)
 
     def step(self, tokens: np.ndarray, state):
-        hidden, coverage, features, keys, mask = state
-        ids = torch.from_numpy(tokens).to(hidden.device)
-        logits, new, _ = self.model.decoder.step(
-            ids, DecoderState(hidden, coverage), features, keys, mask
-        )
+        decoder_state, features, keys, mask = state
+        ids = torch.from_numpy(tokens).to(self.device)
+        logits, new, _ = self.model.decoder.step(ids, decoder_state, features, keys, mask)  # type: ignore[arg-type]
         logp = torch.log_softmax(logits.float(), dim=-1)
-        return logp.cpu().numpy(), (new.hidden, new.coverage, features, keys, mask)
+        return logp.cpu().numpy(), (new, features, keys, mask)
 
     def select(self, state, rows: np.ndarray):
-        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(state[0].device)
-        return tuple(s.index_select(0, idx) for s in state)
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+        decoder_state, *encoded = state
+        return (decoder_state.select(idx), *(t.index_select(0, idx) for t in encoded))
 
 
 @torch.inference_mode()

@@ -1,12 +1,14 @@
-"""The encoder-decoder that reads handwriting: a CNN encoder, a GRU decoder with coverage attention.
+"""The encoder-decoder that reads handwriting: a CNN encoder and an attention decoder.
 
 Two encoders, chosen by `ModelConfig.arch`:
 - `dense` (default): a DenseNet-B encoder as in DenseWAP (Zhang et al. 2018), downsampling 16x.
 - `seed`: a ResNet-18 trunk trained from scratch, its last stage at stride 1 so it also
   downsamples 16x (HMER needs the resolution: a 32x grid loses sub- and superscripts).
-Both feed the same decoder, which runs one step at a time with explicit state
-(`DecoderState`) so that it exports as a single ONNX step graph; the search over those steps
-lives in the torch-free `inktex.search`.
+Two decoders, chosen by `ModelConfig.decoder`: `gru` (DWAP's conditional GRU with coverage
+attention) and `transformer` (`training.transformer`: BTTR's with CoMER's attention
+refinement). Each runs one step at a time with explicit state (`DecoderState`,
+`TransformerState`) so that it exports as a single ONNX step graph; the search over those
+steps lives in the torch-free `inktex.search`.
 
 Inputs of different sizes travel padded in one batch with a mask (1 on an input's own
 pixels, `inktex.preprocess.pad_batch`). The encoder zeroes the padding before every
@@ -26,6 +28,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from training.transformer import TransformerDecoder
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -41,6 +45,12 @@ class ModelConfig:
     coverage_channels: int = 32
     coverage_kernel: int = 11
     dropout: float = 0.3
+    decoder: str = "gru"  # gru (DWAP's, with coverage) | transformer (BTTR's, with CoMER's ARM)
+    layers: int = 3  # transformer: decoder layers
+    heads: int = 8  # transformer: attention heads (of `hidden` channels in all)
+    ffn: int = 1024  # transformer: feed-forward width
+    arm_channels: int = 32  # transformer: attention refinement's coverage channels
+    arm_kernel: int = 5  # transformer: its convolution's size (CoMER's)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -70,6 +80,11 @@ WIDTHS = {
         coverage_channels=8,
         coverage_kernel=5,
         dropout=0.0,
+        layers=1,
+        heads=2,
+        ffn=64,
+        arm_channels=4,
+        arm_kernel=3,
     ),
 }
 
@@ -205,6 +220,9 @@ class DecoderState:
     hidden: torch.Tensor  # (B, D)
     coverage: torch.Tensor  # (B, 1, h, w): attention summed over past steps
 
+    def select(self, rows: torch.Tensor) -> DecoderState:
+        return DecoderState(self.hidden.index_select(0, rows), self.coverage.index_select(0, rows))
+
 
 class CoverageAttention(nn.Module):
     """Additive attention whose energy also sees where it has already looked (WAP's coverage)."""
@@ -281,6 +299,21 @@ class Decoder(nn.Module):
         logits = self.classifier(self.dropout(torch.tanh(out)))
         return logits, DecoderState(hidden, state.coverage + alpha), alpha
 
+    def teacher_forced(
+        self,
+        inputs: torch.Tensor,
+        features: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor,
+        state: DecoderState,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for each next token given the previous ones (B, T), a step at a time."""
+        logits = []
+        for t in range(inputs.shape[1]):
+            step_logits, state, _ = self.step(inputs[:, t], state, features, keys, mask)
+            logits.append(step_logits)
+        return torch.stack(logits, dim=1)
+
 
 class Recognizer(nn.Module):
     """Image (B, 1, H, W) ink map -> token logits, trained with teacher forcing."""
@@ -291,7 +324,10 @@ class Recognizer(nn.Module):
         self.encoder = DenseEncoder(cfg) if cfg.arch == "dense" else ResNetEncoder(cfg)
         if cfg.arch not in ("dense", "seed"):
             raise ValueError(f"unknown architecture {cfg.arch!r}: use 'dense' or 'seed'")
-        self.decoder = Decoder(cfg, self.encoder.out_channels)
+        if cfg.decoder not in ("gru", "transformer"):
+            raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'gru' or 'transformer'")
+        decoder = Decoder if cfg.decoder == "gru" else TransformerDecoder
+        self.decoder: Decoder | TransformerDecoder = decoder(cfg, self.encoder.out_channels)
 
     def encode(
         self, images: torch.Tensor, mask: torch.Tensor | None = None
@@ -304,16 +340,17 @@ class Recognizer(nn.Module):
     def forward(
         self, images: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits (B, T, V) for each next token given the previous ones `inputs` (B, T)."""
+        """Logits (B, T, V) for each next token given the previous ones `inputs` (B, T); inputs
+        (k x B, T) are k readings of each image, stacked (left to right, then right to left)."""
         features, feature_mask = self.encode(images, mask)
-        keys, state = self.decoder.start(features, feature_mask)
-        logits = []
-        for t in range(inputs.shape[1]):
-            step_logits, state, _ = self.decoder.step(
-                inputs[:, t], state, features, keys, feature_mask
+        if len(inputs) > len(images):  # several readings of each image (the directions), stacked
+            copies = len(inputs) // len(images)
+            features, feature_mask = (
+                features.repeat(copies, 1, 1, 1),
+                feature_mask.repeat(copies, 1, 1, 1),
             )
-            logits.append(step_logits)
-        return torch.stack(logits, dim=1)
+        keys, state = self.decoder.start(features, feature_mask)
+        return self.decoder.teacher_forced(inputs, features, keys, feature_mask, state)  # type: ignore[arg-type]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -36,6 +36,8 @@ class TrainConfig:
     # BatchNorm normalises with its running statistics while training (fine-tuning a trained
     # model): training then sees the normalisation that serving uses, and they stay fixed
     freeze_batchnorm: bool = False
+    freeze_encoder: bool = False  # train the decoder alone (a new decoder on trained features)
+    bidirectional: bool = False  # also read each label right to left (BTTR), one encoding
 
     def to_dict(self) -> dict:
         return asdict(self)

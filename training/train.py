@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,15 @@ from training.tracking import Tracker
 log = logging.getLogger("inktex.train")
 
 
+def right_to_left(targets: torch.Tensor, lengths: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
+    """Targets (B, T) read the other way: each label's tokens reversed, then <sos> where
+    <eos> was (BTTR's right-to-left reading; its first input is <eos>)."""
+    j = torch.arange(targets.shape[1], device=targets.device)
+    source = (lengths[:, None] - 2 - j).clamp(min=0)
+    reversed_ = targets.gather(1, source).masked_fill(j >= lengths[:, None] - 1, vocab.pad_id)
+    return reversed_.scatter(1, (lengths - 1)[:, None], vocab.sos_id)
+
+
 def teacher_forcing_loss(
     model,
     images,
@@ -51,10 +61,15 @@ def teacher_forcing_loss(
     cfg: TrainConfig,
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, float]:
-    """Cross-entropy over each next token; returns the loss and the batch's token accuracy."""
+    """Cross-entropy over each next token, in both reading directions with `cfg.bidirectional`;
+    returns the loss and the batch's token accuracy."""
     t = int(lengths.max())
     targets = targets[:, :t]
-    inputs = torch.cat([torch.full_like(targets[:, :1], vocab.sos_id), targets[:, :-1]], dim=1)
+    starts = torch.full_like(targets[:, :1], vocab.sos_id)
+    if cfg.bidirectional:  # one encoding, two readings: left to right, then right to left
+        targets = torch.cat([targets, right_to_left(targets, lengths, vocab)])
+        starts = torch.cat([starts, torch.full_like(starts, vocab.eos_id)])
+    inputs = torch.cat([starts, targets[:, :-1]], dim=1)
     if cfg.unk_prob > 0 and model.training:
         noise = torch.rand(inputs.shape, device=inputs.device, generator=generator)
         replace = (noise < cfg.unk_prob) & (inputs != vocab.pad_id)
@@ -79,10 +94,32 @@ def lr_factor(progress: float, step: int, warmup: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def train_mode(model: torch.nn.Module, freeze_batchnorm: bool) -> None:
+def same_encoder(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether two models' encoders have the same weights' shapes (their decoders may differ)."""
+    decoder_fields = (
+        "decoder",
+        "embed",
+        "hidden",
+        "attention",
+        "coverage_channels",
+        "coverage_kernel",
+        "dropout",
+        "arm_channels",
+        "arm_kernel",
+        "layers",
+        "heads",
+        "ffn",
+    )
+    return replace(a, **{f: getattr(b, f) for f in decoder_fields}) == b
+
+
+def train_mode(model: Recognizer, freeze_batchnorm: bool, freeze_encoder: bool = False) -> None:
     """Training mode; with `freeze_batchnorm` BatchNorm keeps normalising with its running
-    statistics, as serving does, so the weights fit the statistics that inference will use."""
+    statistics, as serving does, so the weights fit the statistics that inference will use;
+    a frozen encoder stays wholly in evaluation mode."""
     model.train()
+    if freeze_encoder:
+        model.encoder.eval()
     if freeze_batchnorm:
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
@@ -160,7 +197,10 @@ def train(
     val_labels = val_split.labels[:val_count]
 
     model = build_model(params, vocab, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    if tcfg.freeze_encoder:  # the decoder learns to read features that stay as they are
+        model.encoder.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     state = {
         "epoch": 0,
         "step": 0,
@@ -182,10 +222,16 @@ def train(
         log.info("resumed from %s at epoch %d", last_path, state["epoch"])
     elif init:
         init_model, init_vocab, _, _ = load_checkpoint(Path(init), device)
-        if init_vocab.tokens != vocab.tokens or init_model.cfg != model.cfg:
-            raise ValueError(f"{init} was built with another vocabulary or architecture")
-        model.load_state_dict(init_model.state_dict())
-        log.info("started from the weights of %s", init)
+        if init_vocab.tokens != vocab.tokens:
+            raise ValueError(f"{init} was built with another vocabulary")
+        if init_model.cfg == model.cfg:
+            model.load_state_dict(init_model.state_dict())
+            log.info("started from the weights of %s", init)
+        elif same_encoder(init_model.cfg, model.cfg):  # a new decoder on a trained encoder
+            model.encoder.load_state_dict(init_model.encoder.state_dict())
+            log.info("started the encoder from the weights of %s, the decoder anew", init)
+        else:
+            raise ValueError(f"{init} was built with another architecture")
 
     net = model
     if world > 1:
@@ -290,7 +336,7 @@ def train(
             state["best_exprate"],
             state["elapsed_s"] / 60,
         )
-        train_mode(model, tcfg.freeze_batchnorm)
+        train_mode(model, tcfg.freeze_batchnorm, tcfg.freeze_encoder)
         reached = bool(tcfg.stop_at_exprate) and scores["exprate"] >= tcfg.stop_at_exprate
         return state["stale"] >= tcfg.patience or reached
 
@@ -322,7 +368,7 @@ def train(
         state["elapsed_s"] = elapsed_before + time.monotonic() - clock_start
 
     while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
-        train_mode(model, tcfg.freeze_batchnorm)
+        train_mode(model, tcfg.freeze_batchnorm, tcfg.freeze_encoder)
         sampler.epoch = state["epoch"]
         seen, rate_since = 0, time.monotonic()  # training inputs a second, for the log
         bar = tqdm(

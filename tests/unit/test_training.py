@@ -36,20 +36,27 @@ def tiny_data(tmp_path_factory) -> Path:
     return out
 
 
-def params(arch: str, **overrides) -> dict:
+def params(arch: str, decoder: str = "gru", **overrides) -> dict:
     return {
-        "model": {"arch": arch, "width": "tiny"},
+        "model": {"arch": arch, "width": "tiny", "decoder": decoder},
         "train": {"preset": "tiny", "seed": 0, "overrides": overrides},
     }
 
 
 @pytest.mark.overfit
 @pytest.mark.timeout(3600)  # a ceiling for a hang: 300 epochs of five images, on a busy core
-@pytest.mark.parametrize("arch", ["dense", "seed"])
-def test_each_architecture_overfits_a_handful_of_real_images(arch, tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    ("arch", "decoder", "both_ways"),
+    [("dense", "gru", False), ("seed", "gru", False), ("dense", "transformer", True)],
+)
+def test_each_architecture_overfits_a_handful_of_real_images(
+    arch, decoder, both_ways, tiny_data, tmp_path
+):
     report = train(
         params(
             arch,
+            decoder,
+            bidirectional=both_ways,
             epochs=300,
             lr=0.01,
             weight_decay=0.0,
@@ -151,6 +158,27 @@ def test_a_run_started_from_weights_records_them(tiny_data, tmp_path):
     run["train"]["init"] = init
     train(run, tiny_data, tmp_path / "second", resume=False)
     assert torch.load(tmp_path / "second" / "best.pt", weights_only=False)["init"] == init
+
+
+def test_a_new_decoder_learns_both_ways_on_a_trained_encoder(tiny_data, tmp_path):
+    train(params("dense", epochs=1), tiny_data, tmp_path / "gru", resume=False)
+    encoder = torch.load(tmp_path / "gru" / "best.pt", weights_only=False)["state_dict"]
+    run = params("dense", "transformer", epochs=2, freeze_encoder=True, bidirectional=True)
+    run["train"]["init"] = str(tmp_path / "gru" / "best.pt")
+    report = train(run, tiny_data, tmp_path / "transformer", resume=False)
+    after = torch.load(tmp_path / "transformer" / "last.pt", weights_only=False)
+    assert after["model_config"]["decoder"] == "transformer" and report["steps"] == 2
+    weights = after["state_dict"]
+    assert all(torch.equal(v, weights[k]) for k, v in encoder.items() if k.startswith("encoder."))
+    assert any(k.startswith("decoder.layers.") for k in weights)
+
+
+def test_weights_of_another_encoder_are_refused(tiny_data, tmp_path):
+    train(params("seed", epochs=1), tiny_data, tmp_path / "seed", resume=False)
+    run = params("dense", "transformer", epochs=1)
+    run["train"]["init"] = str(tmp_path / "seed" / "best.pt")
+    with pytest.raises(ValueError, match="another architecture"):
+        train(run, tiny_data, tmp_path / "dense", resume=False)
 
 
 def test_frozen_batchnorm_keeps_its_statistics_while_the_weights_train(tiny_data, tmp_path):
