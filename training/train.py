@@ -258,9 +258,11 @@ def train(
     budget_s = tcfg.max_minutes * 60
     if is_main:
         log.info(
-            "%s model, %.2f M parameters, %d training samples (%d too long, skipped), "
-            "%d validation, device %s x%d%s",
+            "%s encoder, %s decoder%s, %.2f M parameters, %d training samples (%d too long, "
+            "skipped), %d validation, device %s x%d%s",
             model.cfg.arch,
+            model.cfg.decoder,
+            " (frozen encoder)" if tcfg.freeze_encoder else "",
             count_parameters(model) / 1e6,
             len(keep),
             dropped,
