@@ -4,14 +4,10 @@ moto's app is served by werkzeug on the loopback interface only, behind `guard.G
 browser, only requests signed with the stack's own generated keys, presigned URLs checked as
 S3 checks them, S3 writes atomic (guard.py says how and why).
 
-One fidelity fix remains on moto's internals, because moto has no public hook for it:
-S3 event notifications encode keys as S3 does (`/` kept, a space as `+`) and carry the
-fields that S3 sends and moto leaves out (`versionId`, `sequencer`, `userIdentity`,
-`requestParameters`, `responseElements`), so handlers see the real shape of
-`events/s3_upload.json`. It wraps `moto.s3.notifications._get_s3_event`, which is why
-moto is pinned (`moto[server]==5.2.5` in pyproject.toml) and why
-tests/integration/test_local_stack.py::test_s3_notifications_carry_the_sample_events_shape
-checks the delivered event against the sample: a moto upgrade that moves it fails there.
+S3 notifications are the stack's own (deliveries.py): the guard hands each created version
+to `S3Routes`, which sends S3's event to the queue of every template notification that
+routes it; moto's notifications are not configured. Bucket CORS rules are put into moto as
+template.yaml declares them, and the guard reads them back from moto (`bucket_cors`).
 
 State: moto keeps everything in memory, per process; a `Moto` starts empty (it resets what
 an earlier one in the same process left). Every write it acknowledges is in the journal
@@ -26,62 +22,29 @@ import json
 import logging
 import os
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from local_stack.deliveries import S3Routes, routes
 from local_stack.guard import Credentials, Guard
-from local_stack.journal import Journal, metadata_of
+from local_stack.journal import Folded, Journal
 from local_stack.template import Stack
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-_patched = False
-
-
-def _patch_notifications() -> None:
-    global _patched
-    if _patched:
-        return
-    from moto.s3 import notifications
-
-    original = notifications._get_s3_event
-
-    def full_event(event_name, bucket, key, notification_id):
-        event = original(event_name, bucket, key, notification_id)
-        for record in event["Records"]:
-            record["userIdentity"] = {"principalId": "AWS:LOCALSTACK"}
-            record["requestParameters"] = {"sourceIPAddress": "127.0.0.1"}
-            record["responseElements"] = {
-                "x-amz-request-id": "LOCAL0000000000",
-                "x-amz-id-2": "LOCAL/inktex",
-            }
-            obj = record["s3"]["object"]
-            obj["key"] = quote_plus(key.name, safe="/")  # as S3 encodes it: "a/b+c.png"
-            obj["sequencer"] = f"{int(key.last_modified.timestamp() * 1e6):018X}"
-            if getattr(key, "version_id", None) and key.version_id != "null":
-                obj["versionId"] = key.version_id
-            record["s3"]["bucket"]["ownerIdentity"] = {"principalId": "LOCALSTACK"}
-        return event
-
-    notifications._get_s3_event = full_event
-    _patched = True
 
 
 class Moto:
     """moto's app on 127.0.0.1:port behind the guard, served from a thread of this process."""
 
     def __init__(
-        self,
-        port: int,
-        credentials: Credentials,
-        region: str = "us-east-1",
-        journal: Journal | None = None,
-        cors: dict[str, list[dict]] | None = None,
+        self, port: int, credentials: Credentials, journal: Journal, region: str = "us-east-1"
     ):
         os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # and the guard strips them
         # An object over 64 KiB is kept in a temporary file, not in this process's memory
@@ -89,19 +52,23 @@ class Moto:
         os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(64 * 1024))
         from moto.server import DomainDispatcherApplication, create_backend_app
 
-        _patch_notifications()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self.port, self.credentials, self.region = port, credentials, region
         self.app = DomainDispatcherApplication(create_backend_app)
         self.journal = journal
-        after = None
-        if journal is not None:
-
-            def after(service, environ, body, answer, headers):
-                journal.record(service, environ, body, answer, headers, self._read_version)
-
-        self.guard = Guard(self.app, credentials, after, cors)
+        self.s3_routes: S3Routes | None = None  # set by `provision`
+        self.guard = Guard(self.app, credentials, self._acknowledged, self.bucket_cors)
         self.server = None
+
+    def _acknowledged(self, service, environ, body, answer, headers) -> None:
+        """A write moto acknowledged, before its answer leaves: journaled, then each created
+        version's S3 event sent (one that fails to send is owed, sent at the next start)."""
+        created = self.journal.record(service, environ, body, answer, headers, self._read_version)
+        for version in created if self.s3_routes is not None else []:
+            try:
+                self.s3_routes.created(version)
+            except Exception as exc:
+                log.warning("the S3 event of %s/%s is owed: %s", version.bucket, version.key, exc)
 
     @property
     def endpoint(self) -> str:
@@ -144,12 +111,30 @@ class Moto:
                    **kwargs.pop("headers", {})}  # fmt: skip
         return Client(self.app).open(path, method=method, headers=headers, **kwargs)
 
-    def _read_version(self, bucket: str, key: str, version: str) -> tuple[bytes, dict]:
+    def _read_version(self, bucket: str, key: str, version: str) -> tuple[bytes, list]:
         query = {"versionId": version} if version != "null" else {}
         answer = self._direct("s3", "GET", f"/{bucket}/{quote(key, safe='/')}", query_string=query)
         if answer.status_code != 200:
             raise RuntimeError(f"cannot read back s3://{bucket}/{key} {version}: {answer.status}")
-        return answer.get_data(), metadata_of(answer.headers.items())
+        return answer.get_data(), list(answer.headers.items())
+
+    def bucket_cors(self, bucket: str) -> list[dict]:
+        """The bucket's CORS rules as moto holds them (GetBucketCors), [] when none."""
+        answer = self._direct("s3", "GET", f"/{quote(bucket)}", query_string={"cors": ""})
+        if answer.status_code != 200:
+            return []
+        rules = []
+        for rule in ET.fromstring(answer.get_data()).iter():
+            if rule.tag.rsplit("}", 1)[-1] != "CORSRule":
+                continue
+            fields: dict[str, list[str]] = {}
+            for child in rule:
+                fields.setdefault(child.tag.rsplit("}", 1)[-1], []).append(child.text or "")
+            found = {name: fields.get(name[:-1], []) for name in _CORS_LISTS}
+            if fields.get("MaxAgeSeconds"):
+                found["MaxAgeSeconds"] = int(fields["MaxAgeSeconds"][0])
+            rules.append(found)
+        return rules
 
     def _put_ssm(self, target: str, body: str) -> None:
         kind = "application/x-amz-json-1.1"
@@ -157,6 +142,9 @@ class Moto:
         answer = self._direct("ssm", "POST", "/", data=body, headers=headers)
         if answer.status_code != 200:
             log.warning("replaying SSM %s failed: %s", target, answer.get_data()[:200])
+
+
+_CORS_LISTS = ("AllowedOrigins", "AllowedMethods", "AllowedHeaders", "ExposeHeaders")
 
 
 def client(service: str, endpoint: str, region: str, credentials: Credentials):
@@ -190,7 +178,6 @@ def provision(stack: Stack, moto: Moto, secret_values: dict[str, str] | None = N
     or parameter is left as it is: CloudFormation sets a parameter's first value only).
     Secrets get `secret_values[logical id]` (the local stack keeps them in its state folder,
     as CloudFormation would generate them once)."""
-    s3 = moto.client("s3")
     ssm = moto.client("ssm")
     sqs = moto.client("sqs")
     events = moto.client("events")
@@ -226,23 +213,14 @@ def provision(stack: Stack, moto: Moto, secret_values: dict[str, str] | None = N
     for name in stack.queues().values():
         queues[name] = sqs.create_queue(QueueName=name)["QueueUrl"]
 
-    # S3 -> SQS notifications, one queue per (function, event), filters as declared.
-    by_bucket: dict[str, list] = {}
-    deliveries = []
+    # S3 notifications: one queue per (function, event), routed by the stack (deliveries.py).
+    deliveries, routed = [], []
     for n in stack.s3_notifications():
         name = notification_queue(stack, n.function, n.name)
         url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-        config = {"Id": f"{n.function}-{n.name}", "QueueArn": queue_arn(stack, name)}
-        config["Events"] = n.events
-        if n.filter_rules:
-            config["Filter"] = {"Key": {"FilterRules": n.filter_rules}}
-        by_bucket.setdefault(n.bucket, []).append(config)
+        routed.append((n, url))
         deliveries.append({"source": "s3", "queue_url": url, "notification": n})
-    for bucket, configs in by_bucket.items():
-        s3.put_bucket_notification_configuration(
-            Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configs}
-        )
-        _drain_test_events(sqs, [d["queue_url"] for d in deliveries])
+    moto.s3_routes = S3Routes(moto.client("sqs"), stack.region, routed)
 
     # EventBridge rules -> SQS targets on the default bus.
     for rule in stack.event_rules():
@@ -272,40 +250,29 @@ def put_event(events, event: dict) -> None:
         raise RuntimeError(f"EventBridge refused the event: {response['Entries']}")
 
 
-def _drain_test_events(sqs, urls: list[str]) -> None:
-    """S3 sends an `s3:TestEvent` when notifications are configured; Lambda never sees it."""
-    for url in urls:
-        while True:
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            messages = got.get("Messages", [])
-            test = [m for m in messages if '"s3:TestEvent"' in m["Body"]]
-            for m in test:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            for m in messages:
-                if m not in test:  # not ours to take: make it visible again
-                    sqs.change_message_visibility(
-                        QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                    )
-            if not test:
-                break
-
-
 # --- durable state (journal.py) ----------------------------------------------------------
 
 
 def cors_rules(stack: Stack) -> dict[str, list[dict]]:
-    """Each bucket's CORS rules (`CorsConfiguration.CorsRules` in template.yaml), by name."""
+    """Each bucket's CORS rules (`CorsConfiguration.CorsRules` in template.yaml), by name,
+    as S3's PutBucketCors takes them."""
+    names = {"AllowedOrigins": "AllowedOrigins", "AllowedMethods": "AllowedMethods",
+             "AllowedHeaders": "AllowedHeaders", "ExposedHeaders": "ExposeHeaders",
+             "MaxAge": "MaxAgeSeconds", "Id": "ID"}  # fmt: skip
     rules = {}
     for logical_id, resource in stack.of_type("AWS::S3::Bucket").items():
         props = stack.resolve(resource.get("Properties") or {})
         found = (props.get("CorsConfiguration") or {}).get("CorsRules") or []
         if found:
-            rules[stack.physical_id(logical_id)] = found
+            rules[stack.physical_id(logical_id)] = [
+                {names[k]: int(v) if k == "MaxAge" else v for k, v in rule.items() if k in names}
+                for rule in found
+            ]
     return rules
 
 
 def create_buckets(stack: Stack, moto: Moto) -> None:
-    """The template's buckets, with versioning as declared (idempotent)."""
+    """The template's buckets, with versioning and CORS rules as declared (idempotent)."""
     s3 = moto.client("s3")
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for spec in stack.buckets().values():
@@ -315,29 +282,16 @@ def create_buckets(stack: Stack, moto: Moto) -> None:
             s3.put_bucket_versioning(
                 Bucket=spec["name"], VersioningConfiguration={"Status": "Enabled"}
             )
+    for name, rules in cors_rules(stack).items():
+        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
 
 
-def notified(n, bucket: str, key: str) -> bool:
-    """Whether S3 notification `n` routes an object created at bucket/key."""
-    if n.bucket != bucket or not any(e.startswith("s3:ObjectCreated") for e in n.events):
-        return False
-    for rule in n.filter_rules:
-        name, value = rule["Name"].lower(), rule["Value"]
-        if (name == "prefix" and not key.startswith(value)) or (
-            name == "suffix" and not key.endswith(value)
-        ):
-            return False
-    return True
-
-
-def restore(stack: Stack, moto: Moto) -> dict:
+def restore(stack: Stack, moto: Moto) -> Folded:
     """The journal's state back into an empty emulator (buckets first), before anything is
-    provisioned or served; what it restored, and the creations whose events are owed."""
+    provisioned or served; what it restored, with the S3 and EventBridge events owed."""
     from moto.core.models import DEFAULT_ACCOUNT_ID
 
     create_buckets(stack, moto)
-    if moto.journal is None:
-        return {"objects": 0, "pending": []}
     s3 = moto.client("s3")
     notifications = stack.s3_notifications()
 
@@ -347,34 +301,27 @@ def restore(stack: Stack, moto: Moto) -> dict:
             s3.create_bucket(Bucket=bucket)
 
     def owed(bucket: str, key: str) -> bool:
-        return any(notified(n, bucket, key) for n in notifications)
+        return any(routes(n, bucket, key) for n in notifications)
 
     return moto.journal.restore(DEFAULT_ACCOUNT_ID, moto._put_ssm, owed, create_missing)
 
 
-def redeliver(stack: Stack, moto: Moto, provisioned: dict, pending: list) -> int:
-    """Queue again the S3 events a function had not finished with when the stack stopped
-    or died; the number queued."""
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.s3 import notifications
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    sqs = moto.client("sqs")
-    queued = 0
-    for bucket, key, version in pending:
-        for delivery in provisioned["deliveries"]:
-            n = delivery.get("notification")
-            if delivery["source"] != "s3" or not notified(n, bucket, key):
-                continue
-            found = backend.get_object(
-                bucket, key, version_id=None if version == "null" else version
-            )
-            event = notifications._get_s3_event(
-                "ObjectCreated:Put", backend.get_bucket(bucket), found, f"{n.function}-{n.name}"
-            )
-            sqs.send_message(QueueUrl=delivery["queue_url"], MessageBody=json.dumps(event))
-            queued += 1
+def redeliver(moto: Moto, owed: Folded) -> dict[str, int]:
+    """Queue again the S3 and EventBridge events that a function had not finished with when
+    the stack stopped or died; how many of each. An EventBridge event goes on the bus
+    again, where its rules route it (a new EventId, journaled as any other), then its old
+    id is settled."""
+    queued = {"s3": 0, "events": 0}
+    if moto.s3_routes is not None:
+        queued["s3"] = moto.s3_routes.owed(moto.client("s3"), owed.created)
+    events = moto.client("events")
+    for event in owed.events:  # at its own time: it expires as the first put would
+        put = events.put_events(Entries=[{**event["entry"], "Time": event["t"]}])
+        if put.get("FailedEntryCount"):
+            log.warning("an owed event could not be put again: %s", put["Entries"])
+            continue
+        moto.journal.event_done(event["id"])
+        queued["events"] += 1
     return queued
 
 

@@ -5,9 +5,10 @@ requests, tampered presigned URLs. Here, in front of it, as AWS would:
 
 - A request with an `Origin` header (a browser's, from whatever page) gets 403, and no
   response carries moto's CORS headers: no web page can read from the emulator. The one
-  exception is S3's own: a bucket's CORS rules (template.yaml's `CorsConfiguration`, the
-  web UI's origins) let those origins send a presigned request with the rule's methods
-  (the UI's presigned photo upload) and its preflight, answered as S3 answers them.
+  exception is S3's own: a bucket's CORS rules, as the emulator holds them (put there from
+  template.yaml's `CorsConfiguration`: the web UI's origins), let those origins send a
+  presigned request with a rule's method (the UI's presigned photo upload) and its
+  preflight, answered with the headers S3 sends.
 - Every request is signed (AWS Signature Version 4, in the Authorization header or a
   presigned URL's query) with the stack's own generated access key
   (`Credentials`, `<state>/secrets/aws-credentials`); anything else gets 403 as S3 says it:
@@ -111,18 +112,19 @@ write_lock = threading.RLock()
 class Guard:
     """WSGI middleware: refuses what AWS would refuse, then calls moto's app. `after(service,
     environ, body, answer, headers)` is called under the write lock with each write moto
-    acknowledged (S3 object writes, SSM parameter changes), before the answer leaves: the
-    durable journal (journal.py) hooks in there."""
+    acknowledged (S3 object writes, SSM parameter changes, EventBridge PutEvents), before
+    the answer leaves: the durable journal (journal.py) hooks in there."""
 
     def __init__(
         self,
         app: Callable,
         credentials: Credentials,
         after: Callable | None = None,
-        cors: dict[str, list[dict]] | None = None,
+        cors: Callable[[str], list[dict]] | None = None,
     ):
         self.app, self.credentials, self.after = app, credentials, after
-        self.cors = cors or {}  # bucket name -> its CORS rules (S3's CorsRules)
+        # bucket name -> its CORS rules, as GetBucketCors gives them (what moto holds)
+        self.cors = cors or (lambda bucket: [])
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -177,7 +179,7 @@ class Guard:
         asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
         headers = {h.strip().lower() for h in asked.split(",") if h.strip()}
         presigned = method == "OPTIONS" or "X-Amz-Signature=" in query
-        for rule in self.cors.get(bucket, []) if key and presigned else []:
+        for rule in self.cors(bucket) if key and presigned else []:
             origins = rule.get("AllowedOrigins") or []
             allowed_headers = {h.lower() for h in rule.get("AllowedHeaders") or []}
             if (
@@ -185,14 +187,7 @@ class Guard:
                 and wanted in (rule.get("AllowedMethods") or [])
                 and ("*" in allowed_headers or headers <= allowed_headers)
             ):
-                answer = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-                if method == "OPTIONS":
-                    answer["Access-Control-Allow-Methods"] = ", ".join(rule["AllowedMethods"])
-                    if headers:
-                        answer["Access-Control-Allow-Headers"] = ", ".join(sorted(headers))
-                    if rule.get("MaxAge") is not None:
-                        answer["Access-Control-Max-Age"] = str(rule["MaxAge"])
-                return answer
+                return _cors_headers(rule, origin, headers if method == "OPTIONS" else set())
         raise Refused("AccessDenied", "browser requests are refused (Origin present)")
 
     def _call(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -269,14 +264,35 @@ class Guard:
         return service
 
 
+def _cors_headers(rule: dict, origin: str, asked: set[str]) -> dict[str, str]:
+    """What S3 answers a request that CORS rule `rule` allows: the origin (`*` for a rule
+    of any origin, without credentials then), the rule's methods, exposed headers and max
+    age; to a preflight, the headers it asked for."""
+    anyone = origin not in (rule.get("AllowedOrigins") or [])
+    answer = {
+        "Access-Control-Allow-Origin": "*" if anyone else origin,
+        "Access-Control-Allow-Methods": ", ".join(rule["AllowedMethods"]),
+        "Vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
+    }
+    if not anyone:
+        answer["Access-Control-Allow-Credentials"] = "true"
+    if asked:
+        answer["Access-Control-Allow-Headers"] = ", ".join(sorted(asked))
+    if rule.get("ExposeHeaders"):
+        answer["Access-Control-Expose-Headers"] = ", ".join(rule["ExposeHeaders"])
+    if rule.get("MaxAgeSeconds") is not None:
+        answer["Access-Control-Max-Age"] = str(rule["MaxAgeSeconds"])
+    return answer
+
+
 def _writes(service: str, method: str, environ: dict) -> bool:
     """Whether a request may change state that must be serialised and recorded."""
     if service == "s3":
         return method not in ("GET", "HEAD")
+    target = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
     if service == "ssm":
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        return target.rsplit(".", 1)[-1] in SSM_WRITES
-    return False
+        return target in SSM_WRITES
+    return service == "events" and target == "PutEvents"  # journaled until delivered
 
 
 SSM_WRITES = {"PutParameter", "DeleteParameter", "DeleteParameters", "LabelParameterVersion"}

@@ -10,9 +10,12 @@ journal's order is the order moto applied them in:
   object deleted from an unversioned bucket. Versions keep their ids across restarts.
 - SSM: each PutParameter, DeleteParameter(s), LabelParameterVersion, replayed in order (so a
   parameter's history, the model alias's too, comes back with the same version numbers).
-- Event deliveries: a created object that an S3 notification routes to a function is
-  "delivered" once the function's poller has finished with its event; one not delivered
-  when the stack stopped (or died) is queued again at the next start.
+- Event deliveries, at least once: a created object that an S3 notification routes to a
+  function is owed its event until the function's poller has finished with it
+  (`delivered`); each event put on EventBridge (PutEvents) is owed until the function its
+  rule routes it to has finished with it (`event_done`), or for 24 hours as EventBridge
+  retries. What is owed when the stack stops or dies is queued again at the next start
+  (the handlers are idempotent).
 
 At start (`Journal.restore`, into an emulator that is empty) the journal is folded into the
 current state, that state is put into moto, and the journal is rewritten as that state alone
@@ -21,10 +24,9 @@ current state, that state is put into moto, and the journal is rewritten as that
 Restoring a version with its own id needs moto's S3 model classes (`FakeKey`,
 `FakeDeleteMarker`, the bucket's key store): S3 has no API that sets a version id, and the
 records of this system name versions by id (previous_versions, claims, erasure). That use of
-moto's internals is confined to `_put_versions` (and to `emulator.redeliver`, which builds
-an owed event from the restored version as moto's own notification would), moto is pinned
-(pyproject.toml), and tests/integration/test_durable.py fails if a moto upgrade changes
-them.
+moto's internals is confined to `_put_versions`, moto is pinned (pyproject.toml,
+requirements.lock), and tests/unit/test_moto_internals.py fails if the pinned moto changes
+the shape it relies on (tests/integration/test_durable.py, if a restore goes wrong).
 """
 
 from __future__ import annotations
@@ -41,11 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
+from local_stack.deliveries import Created
 from local_stack.durable import write_file
 from local_stack.guard import SSM_WRITES
 
 log = logging.getLogger(__name__)
 
+# EventBridge retries delivering an event for up to 24 hours (a target's default
+# MaximumEventAgeInSeconds), then drops it: an owed event older than that is not put again,
+# so one that no rule routes (and no function settles) does not come back for ever.
+EVENT_MAX_AGE_S = 24 * 3600
 # Response headers that are an object's metadata, kept with each version
 _KEPT = ("content-type", "content-encoding", "content-disposition", "content-language",
          "cache-control", "expires")  # fmt: skip
@@ -98,18 +105,22 @@ class Journal:
 
     # --- what the guard hands over --------------------------------------------------------
 
-    def record(self, service: str, environ: dict, body: bytes, answer: bytes, headers, read):
-        """Record an acknowledged write. `read(bucket, key, version)` fetches a version
-        (bytes, response headers) from moto itself, bypassing the guard."""
+    def record(
+        self, service: str, environ: dict, body: bytes, answer: bytes, headers, read
+    ) -> list[Created]:
+        """Record an acknowledged write; the object versions it created. `read(bucket, key,
+        version)` fetches a version (bytes, response headers) from moto itself, bypassing
+        the guard."""
         if self.quiet:
-            return
-        if service == "ssm":
-            target = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
-            if target in SSM_WRITES:
-                self.append({"op": "ssm", "target": target, "body": body.decode()})
-            return
-        if service != "s3":
-            return
+            return []
+        target = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+        if service == "ssm" and target in SSM_WRITES:
+            self.append({"op": "ssm", "target": target, "body": body.decode()})
+        elif service == "events" and target == "PutEvents":
+            self.append(*_put_events(body, answer))
+        return self._record_s3(environ, answer, headers, read) if service == "s3" else []
+
+    def _record_s3(self, environ: dict, answer: bytes, headers, read) -> list[Created]:
         method = environ["REQUEST_METHOD"]
         raw = environ.get("REQUEST_URI") or "/"
         path, _, query = raw.partition("?")
@@ -117,43 +128,54 @@ class Journal:
         bucket, _, key = path.lstrip("/").partition("/")
         bucket, key = unquote(bucket), unquote(key)
         answered = {k.lower(): v for k, v in headers}
-        now = dt.datetime.now(dt.UTC).isoformat()
+        now = dt.datetime.now(dt.UTC)
         if method == "POST" and "delete" in params and not key:
-            self.append(*_deletions(bucket, answer, now))
-            return
+            self.append(*_deletions(bucket, answer, now.isoformat()))
+            return []
         if not key or set(params) & {"tagging", "acl", "uploads", "partNumber", "retention",
                                      "legal-hold", "restore", "select"}:  # fmt: skip
-            return
+            return []
         if method == "DELETE":
             if "versionId" in params:
                 self.append({"op": "drop", "b": bucket, "k": key, "v": params["versionId"][0]})
             elif answered.get("x-amz-delete-marker") == "true":
                 version = answered.get("x-amz-version-id", "null")
-                self.append({"op": "marker", "b": bucket, "k": key, "v": version, "t": now})
+                entry = {"op": "marker", "b": bucket, "k": key, "v": version, "t": now.isoformat()}
+                self.append(entry)
             else:
                 self.append({"op": "remove", "b": bucket, "k": key})
-            return
-        if method in ("PUT", "POST"):  # a new version (put, copy, multipart completion)
-            version = answered.get("x-amz-version-id", "null")
-            data, meta = read(bucket, key, version)
-            blob = self.store_blob(data)
-            self.append({"op": "put", "b": bucket, "k": key, "v": version, "t": now,
-                         "blob": blob, "meta": meta})  # fmt: skip
+            return []
+        if method not in ("PUT", "POST"):
+            return []
+        # a new version (put, copy, multipart completion)
+        version = answered.get("x-amz-version-id", "null")
+        data, got = read(bucket, key, version)
+        blob = self.store_blob(data)
+        self.append({"op": "put", "b": bucket, "k": key, "v": version, "t": now.isoformat(),
+                     "blob": blob, "meta": metadata_of(got)})  # fmt: skip
+        etag = dict((k.lower(), v) for k, v in got).get("etag", "")
+        event = _created_by(method, params, environ)
+        return [Created(bucket, key, version, len(data), etag, now, event)]
 
     def delivered(self, bucket: str, key: str, version: str) -> None:
         """An S3 event's function has finished with it (or it went to the on-failure
         destination): it is not queued again after a restart."""
         self.append({"op": "delivered", "b": bucket, "k": key, "v": version})
 
+    def event_done(self, event_id: str) -> None:
+        """An EventBridge event's function has finished with it (or given up on it)."""
+        self.append({"op": "event-done", "id": event_id})
+
     # --- reading back -----------------------------------------------------------------------
 
-    def fold(self) -> tuple[dict, list[dict], list[tuple[str, str, str]]]:
-        """({(bucket, key): [Version, ...]}, SSM requests in order, undelivered creations)."""
+    def fold(self) -> Folded:
+        """The journal read once: the state it records, and what is still owed."""
         objects: dict[tuple[str, str], list[Version]] = {}
         ssm: list[dict] = []
         created: dict[tuple[str, str, str], None] = {}  # insertion-ordered set
+        events: dict[str, dict] = {}  # EventBridge entries by EventId
         if not self.path.is_file():
-            return objects, ssm, []
+            return Folded(objects, ssm, [], [])
         with open(self.path, encoding="utf-8") as f:
             lines = f.read().split("\n")
         for number, line in enumerate(lines, 1):
@@ -168,6 +190,12 @@ class Journal:
             op = entry["op"]
             if op == "ssm":
                 ssm.append(entry)
+                continue
+            if op == "event":
+                events[entry["id"]] = entry
+                continue
+            if op == "event-done":
+                events.pop(entry["id"], None)
                 continue
             where = (entry["b"], entry["k"])
             versions = objects.setdefault(where, [])
@@ -188,14 +216,19 @@ class Journal:
             if not versions:
                 objects.pop(where, None)
         live = {(b, k, v.version_id) for (b, k), vs in objects.items() for v in vs}
-        return objects, ssm, [c for c in created if c in live]
+        owed = [c for c in created if c in live]
+        oldest = dt.datetime.now(dt.UTC).timestamp() - EVENT_MAX_AGE_S
+        kept = [{k: e[k] for k in ("id", "t", "entry")} for e in events.values() if e["t"] > oldest]
+        return Folded(objects, ssm, owed, kept)
 
-    def compact(self, objects: dict, ssm: list[dict], pending: set) -> None:
-        """Rewrite the journal as the state alone; blobs nothing names any more go."""
+    def compact(self, state: Folded) -> None:
+        """Rewrite the journal as the state and its debts alone; blobs nothing names any
+        more go."""
         with self.lock:
             self.close()
-            entries = list(ssm)
-            for (bucket, key), versions in objects.items():
+            pending = set(state.created)
+            entries = list(state.ssm)
+            for (bucket, key), versions in state.objects.items():
                 for v in versions:
                     entry = {"op": "put" if v.blob else "marker", "b": bucket, "k": key,
                              "v": v.version_id, "t": v.modified}  # fmt: skip
@@ -203,8 +236,9 @@ class Journal:
                         entry.update(blob=v.blob, meta=v.metadata)
                         entry["pending"] = (bucket, key, v.version_id) in pending
                     entries.append(entry)
+            entries += [{"op": "event", **owed} for owed in state.events]  # id, t, entry
             write_file(self.path, "".join(map(_line, entries)).encode())
-            named = {v.blob for vs in objects.values() for v in vs if v.blob}
+            named = {v.blob for vs in state.objects.values() for v in vs if v.blob}
             for blob in self.blobs.iterdir():
                 if blob.name not in named:
                     blob.unlink(missing_ok=True)
@@ -215,22 +249,71 @@ class Journal:
         put_ssm: Callable[[str, str], None],
         owed: Callable[[str, str], bool],
         create_buckets: Callable[[set[str]], None],
-    ) -> dict:
+    ) -> Folded:
         """Put the journal's state into an empty moto (`create_buckets(names)` makes those
-        that do not exist yet), compact the journal; the counts, and the creations whose
-        events are owed (`owed(bucket, key)`: an S3 notification routes it to a function)."""
-        objects, ssm, created = self.fold()
-        create_buckets({bucket for bucket, _ in objects})
-        pending = [c for c in created if owed(c[0], c[1])]
+        that do not exist yet), compact the journal; the state, with the creations whose
+        events are owed (`owed(bucket, key)`: an S3 notification routes it to a function)
+        and the EventBridge events owed."""
+        state = self.fold()
+        create_buckets({bucket for bucket, _ in state.objects})
+        state.created = [c for c in state.created if owed(c[0], c[1])]
         self.quiet = True
         try:
-            for entry in ssm:
+            for entry in state.ssm:
                 put_ssm(entry["target"], entry["body"])
-            _put_versions(account_id, objects, self.blobs)
+            _put_versions(account_id, state.objects, self.blobs)
         finally:
             self.quiet = False
-        self.compact(objects, ssm, set(pending))
-        return {"objects": len(objects), "parameters_changes": len(ssm), "pending": pending}
+        self.compact(state)
+        return state
+
+
+@dataclass
+class Folded:
+    """The journal's state: object versions by (bucket, key), SSM requests in order, and
+    its debts: creations whose S3 events are owed (bucket, key, version), EventBridge
+    events owed ({"id": EventId, "t": its time, epoch seconds, "entry": the PutEvents
+    entry})."""
+
+    objects: dict[tuple[str, str], list[Version]]
+    ssm: list[dict]
+    created: list[tuple[str, str, str]]
+    events: list[dict]
+
+
+def _put_events(body: bytes, answer: bytes) -> list[dict]:
+    """Journal entries for the events a PutEvents request put on a bus (not the failed),
+    each with its time (the entry's own, else now)."""
+    entries = json.loads(body or b"{}").get("Entries") or []
+    answered = json.loads(answer or b"{}").get("Entries") or []
+    now = dt.datetime.now(dt.UTC).timestamp()
+    return [
+        {
+            "op": "event",
+            "id": result["EventId"],
+            "t": _epoch(entry.get("Time"), now),
+            "entry": entry,
+        }  # fmt: skip
+        for entry, result in zip(entries, answered, strict=False)
+        if result.get("EventId")
+    ]
+
+
+def _epoch(value, default: float) -> float:
+    """A PutEvents entry's Time (epoch seconds on the wire; ISO 8601 accepted) in seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+
+
+def _created_by(method: str, params: dict, environ: dict) -> str:
+    """The S3 event name of an object creation."""
+    if method == "POST":
+        return "ObjectCreated:" + ("CompleteMultipartUpload" if "uploadId" in params else "Post")
+    return "ObjectCreated:" + ("Copy" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "Put")
 
 
 def _deletions(bucket: str, answer: bytes | str, now: str) -> list[dict]:

@@ -186,29 +186,24 @@ class LocalStack:
                 )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.state_dir)
-        self.moto = emulator.Moto(
-            s.aws_port,
-            self.credentials(),
-            self.stack.region,
-            self.journal,
-            emulator.cors_rules(self.stack),
-        )
+        self.moto = emulator.Moto(s.aws_port, self.credentials(), self.journal, self.stack.region)
         self.moto.start()
         endpoint = self.moto.endpoint
         restored = emulator.restore(self.stack, self.moto)
         if emulator.import_snapshot(self.stack, self.moto, self.state_dir):
-            objects, ssm, _ = self.journal.fold()  # imported uploads owe no events
-            self.journal.compact(objects, ssm, set())
-            restored["objects"] = len(objects)
+            imported = self.journal.fold()
+            imported.created = []  # imported uploads owe no events
+            self.journal.compact(imported)
+            restored.objects = imported.objects
         provisioned = emulator.provision(self.stack, self.moto, self.secret_values())
         self._register_model()
         self._start_functions(endpoint)
         self._start_pollers(provisioned)
-        redelivered = emulator.redeliver(self.stack, self.moto, provisioned, restored["pending"])
+        redelivered = emulator.redeliver(self.moto, restored)
         self._start_training(endpoint)
         self._start_gateway()
         info = self.info()
-        info["restored"] = bool(restored["objects"])
+        info["restored"] = bool(restored.objects)
         info["redelivered"] = redelivered
         (self.state_dir / STATE_FILE).write_text(json.dumps(info, indent=2))
         return info
@@ -335,7 +330,10 @@ class LocalStack:
                 )
             else:
                 poller = QueuePoller(
-                    sqs, delivery["queue_url"], self.runtimes[delivery["rule"].function]
+                    sqs,
+                    delivery["queue_url"],
+                    self.runtimes[delivery["rule"].function],
+                    on_done=lambda event: self.journal.event_done(event.get("id", "")),
                 )
             poller.start()
             self.pollers.append(poller)

@@ -157,6 +157,8 @@ def test_the_web_uis_presigned_upload_is_the_one_browser_request_allowed(stack):
     status, headers, _ = request("OPTIONS", upload["url"], None, preflight)
     assert status == 200 and headers["access-control-allow-origin"] == ui
     assert "PUT" in headers["access-control-allow-methods"]
+    assert headers["access-control-allow-headers"] == "content-type"
+    assert headers["access-control-max-age"] == "600"  # template.yaml's MaxAge
     evil = {**preflight, "origin": "https://evil.example"}
     assert request("OPTIONS", upload["url"], None, evil)[0] == 403
     put = {**upload["headers"], "origin": ui}
@@ -168,3 +170,27 @@ def test_the_web_uis_presigned_upload_is_the_one_browser_request_allowed(stack):
     bucket = stack.info["resources"]["DataBucketName"]
     listing = request("GET", f"{stack.info['aws_endpoint']}/{bucket}", None, {"origin": ui})
     assert listing[0] == 403  # not presigned, not a rule's method: refused even from the UI
+
+
+def test_the_bucket_cors_rules_in_the_emulator_are_what_the_guard_applies(stack):
+    """The data bucket's CORS rules are in the emulator as template.yaml declares them
+    (GetBucketCors), and browsers are answered by what the bucket holds, as in S3."""
+    s3 = stack.aws("s3")
+    bucket = stack.info["resources"]["DataBucketName"]
+    rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert [(r["AllowedMethods"], r["AllowedHeaders"], r["MaxAgeSeconds"]) for r in rules] == [
+        (["PUT"], ["content-type"], 600)
+    ]
+    assert stack.api in rules[0]["AllowedOrigins"]  # the stack's own web origin
+    url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "uploads/x/cors.png"}, ExpiresIn=60
+    )
+    preflight = {"origin": stack.api, "access-control-request-method": "PUT"}
+    assert request("OPTIONS", url, None, preflight)[0] == 200
+    s3.delete_bucket_cors(Bucket=bucket)
+    try:
+        status, headers, _ = request("OPTIONS", url, None, preflight)
+        assert status == 403 and "access-control-allow-origin" not in headers
+    finally:
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})
+    assert request("OPTIONS", url, None, preflight)[0] == 200

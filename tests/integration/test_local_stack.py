@@ -276,9 +276,10 @@ def test_s3_notifications_carry_the_sample_events_shape(tmp_path):
     (In this process, without pollers, so the queued event can be read as the handler gets it.)"""
     from local_stack import emulator
     from local_stack.guard import Credentials
+    from local_stack.journal import Journal
 
     stack = Stack.from_file(REPO / "template.yaml")
-    moto = emulator.Moto(free_port(), Credentials.load(tmp_path), stack.region)
+    moto = emulator.Moto(free_port(), Credentials.load(tmp_path), Journal(tmp_path), stack.region)
     moto.start()
     try:
         provisioned = emulator.provision(stack, moto)
@@ -297,6 +298,7 @@ def test_s3_notifications_carry_the_sample_events_shape(tmp_path):
         events = [json.loads(m["Body"]) for m in got["Messages"]]
     finally:
         moto.stop()
+        moto.journal.close()
     assert len(events) == 1  # the prefix filter keeps inputs/ out
     expected = json.loads((EVENTS / "s3_upload.json").read_text())
     (record,), (sample,) = events[0]["Records"], expected["Records"]
