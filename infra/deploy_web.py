@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import mimetypes
+import re
 import sys
 import time
 import tomllib
@@ -90,10 +91,40 @@ def template_limits(template: Path = REPO / "template.yaml") -> dict:
     """config.json's `limits`: the request sizes the functions enforce, read from their
     environments in template.yaml as they read them (functions/common/limits.py)."""
     from functions.common.limits import limits_of
-    from local_stack.template import Stack  # the CloudFormation reader (intrinsic tags)
 
-    functions = Stack.from_file(template).functions()
-    return limits_of({k: f.environment for k, f in functions.items()})
+    return limits_of(function_environments(template))
+
+
+def function_environments(template: Path) -> dict[str, dict[str, str]]:
+    """Each serverless function's variables (Globals', then its own), read with cfn-lint's
+    decoder (CloudFormation's tags), `!Ref` and `!Sub` of a parameter at its default; what
+    only CloudFormation can resolve (a resource's name, `!If`) is left empty. The limits
+    config.json needs are literals in template.yaml."""
+    from cfnlint.decode import decode  # imported here: seconds of rule libraries
+
+    decoded, problems = decode(str(template))
+    if problems or decoded is None:
+        raise DeployError(f"{template}: " + "; ".join(p.message for p in problems or []))
+    defaults = {k: str(p.get("Default", "")) for k, p in decoded.get("Parameters", {}).items()}
+
+    def variables(properties: dict) -> dict[str, str]:
+        found = ((properties.get("Environment") or {}).get("Variables")) or {}
+        return {str(k): _at_defaults(v, defaults) for k, v in found.items()}
+
+    common = variables((decoded.get("Globals") or {}).get("Function") or {})
+    return {
+        str(name): {**common, **variables(resource.get("Properties") or {})}
+        for name, resource in decoded["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def _at_defaults(value, defaults: dict[str, str]) -> str:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return defaults.get(value["Ref"], "")
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: defaults.get(m[1], ""), value["Fn::Sub"])
+    return "" if isinstance(value, dict | list) else str(value)
 
 
 def render_config(outputs: dict[str, str], region: str, limits: dict | None = None) -> dict:
