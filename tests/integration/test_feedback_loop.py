@@ -30,6 +30,15 @@ import pytest
 from stack_kit import bearer, request, wait_for
 from testkit import IN_CI
 
+from functions.common.feedback_store import HELD, PENDING, USED
+from functions.common.model_bucket import (
+    CHECKPOINT_VERSION_FILE,
+    CHECKPOINTS_PREFIX,
+    checkpoint_key,
+    package_key,
+    training_result_key,
+)
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
@@ -128,8 +137,8 @@ def trigger_settings(stack):
 
 
 def file_hashes(s3, bucket: str, version: str) -> dict:
-    manifest = s3.get_object(Bucket=bucket, Key=f"models/{version}/manifest.json")["Body"].read()
-    return json.loads(manifest)["files"]
+    manifest = s3.get_object(Bucket=bucket, Key=package_key(version, "manifest.json"))
+    return json.loads(manifest["Body"].read())["files"]
 
 
 def test_the_stack_registers_the_checkpoint_and_the_seeded_sets(stack):
@@ -139,10 +148,10 @@ def test_the_stack_registers_the_checkpoint_and_the_seeded_sets(stack):
         stack.info["resources"]["DataBucketName"],
     )
     production = stack.info["model"]["version"]
-    base = s3.get_object(Bucket=models, Key=f"checkpoints/{production}/model.pt")["Body"].read()
+    base = s3.get_object(Bucket=models, Key=checkpoint_key(production))["Body"].read()
     assert base == (Path(stack.info["model"]["path"]) / "checkpoint.pt").read_bytes()
-    assert f"checkpoints/{production}/VERSION" in {
-        o["Key"] for o in s3.list_objects_v2(Bucket=models, Prefix="checkpoints/")["Contents"]
+    assert checkpoint_key(production, CHECKPOINT_VERSION_FILE) in {
+        o["Key"] for o in s3.list_objects_v2(Bucket=models, Prefix=CHECKPOINTS_PREFIX)["Contents"]
     }
     assert "checkpoint.pt" not in file_hashes(s3, models, production)
     for prefix in ("datasets/eval/", "datasets/replay/"):
@@ -205,7 +214,7 @@ def test_corrections_at_the_threshold_start_exactly_one_job(stack):
                 "eventName": "ObjectCreated:Put",
                 "s3": {"bucket": {"name": settings.data_bucket}, "object": {"key": key}},
             }
-            for key in [f"feedback/pending/{fid}.json" for fid in feedback_ids]
+            for key in [f"{PENDING}{fid}.json" for fid in feedback_ids]
         ]
     }
     for _ in range(2):
@@ -222,7 +231,7 @@ def test_corrections_at_the_threshold_start_exactly_one_job(stack):
     assert len(jobs) == 1, jobs
     assert batches.latest_batch() == 1 and batches.pending() == []
     manifest = batches.manifest(1)
-    used = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix="feedback/used/")["Contents"]
+    used = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix=USED)["Contents"]
     used_ids = sorted(o["Key"].rsplit("/", 1)[1].removesuffix(".json") for o in used)
     assert sorted(i["id"] for i in manifest["items"]) == used_ids == sorted(feedback_ids)
     assert sum(c["claimed"] for c in claims) <= 1
@@ -255,17 +264,15 @@ def test_a_real_fine_tune_makes_a_better_candidate_that_is_promoted(stack):
         "started from the weights" in (stack.state_dir / "training" / job / "log.txt").read_text()
     )
 
-    result = json.loads(
-        s3.get_object(Bucket=models, Key=f"training/{job}/result.json")["Body"].read()
-    )
+    result = json.loads(s3.get_object(Bucket=models, Key=training_result_key(job))["Body"].read())
     candidate = result["version"]
     assert candidate != production
-    card = s3.get_object(Bucket=models, Key=f"models/{candidate}/MODEL_CARD.md")["Body"].read()
+    card = s3.get_object(Bucket=models, Key=package_key(candidate, "MODEL_CARD.md"))["Body"].read()
     assert f"**Feedback batch**: 1 ({THRESHOLD} corrections, digest {manifest['digest'][:12]}" in (
         card.decode()
     )
     lineage = json.loads(
-        s3.get_object(Bucket=models, Key=f"models/{candidate}/lineage.json")["Body"].read()
+        s3.get_object(Bucket=models, Key=package_key(candidate, "lineage.json"))["Body"].read()
     )
     assert lineage["batch_manifest"] == manifest and lineage["base_version"] == production
     assert lineage["parameters"]["lr"] == HYPERPARAMETERS["lr"]
@@ -341,7 +348,7 @@ def test_failed_jobs_lose_no_feedback(stack):
     token, promoted = stack.token("bob"), stack.facts["promoted"]
     settings = stack.facts["settings"]
     s3 = stack.aws("s3")
-    s3.delete_object(Bucket=settings.model_bucket, Key=f"checkpoints/{promoted}/model.pt")
+    s3.delete_object(Bucket=settings.model_bucket, Key=checkpoint_key(promoted))
     ids = []
     for name in CORRECTED:
         status, record = api(
@@ -354,7 +361,7 @@ def test_failed_jobs_lose_no_feedback(stack):
         ids.append(item["id"])
 
     def all_held():
-        page = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix="feedback/held/")
+        page = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix=HELD)
         held = [o["Key"] for o in page.get("Contents", [])]
         return len(held) == THRESHOLD and held
 

@@ -32,6 +32,7 @@ from stack_kit import IMAGE, REPO, TINY_MODEL, bearer, free_port, request
 
 from functions.common.feedback import HELD, PENDING, USED, FeedbackStore, owner_tag
 from functions.common.retraining import FeedbackBatches
+from functions.common.store import input_key
 from local_stack.stack import LocalSettings, LocalStack
 from local_stack.tokens import subject_of
 
@@ -393,7 +394,7 @@ def test_image_types_are_sniffed_and_keys_are_made_by_the_server(stack):
     )
     assert status == 201, data
     record = json.loads(data)
-    assert record["input_key"] == f"inputs/{sub}/{record['id']}.png"
+    assert record["input_key"] == input_key(sub, record["id"], ".png")
     assert record["input_content_type"] == "image/png"
     status, headers, _ = call(
         "GET", f"{stack.api}/predictions/{record['id']}/input", headers=bearer(alice)
