@@ -5,7 +5,9 @@ so what is measured is what is served. The encoder runs once per batch; the deco
 graph runs once per token for all rows (images x beams) at once, each row reading its own
 copy of its image's encoder outputs, made once per search. Its inputs and outputs are bound
 once to preallocated buffers (I/O binding), kept from one search to the next, so a step
-allocates, copies and binds nothing (docs/benchmark.md).
+allocates, copies and binds nothing (docs/benchmark.md). A Transformer package's step graph
+reads a key/value cache instead of a hidden state (`inktex.transformer_runtime`); which one a
+package has, its step graph's inputs say.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from inktex.latex import to_latex
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage
 from inktex.preprocess import PreprocessConfig, pad_batch, size_batches
 from inktex.search import Hypothesis, SearchResult, decode
+from inktex.transformer_runtime import TransformerStepModel
 
 if TYPE_CHECKING:
     from inktex.evaluate import Recognizer
@@ -215,10 +218,13 @@ class OnnxRecognizer:
         self.max_len = int(package.settings.get("max_len", 200))
         self.beam_size = int(package.settings.get("beam_size", 5))
         self.length_penalty = float(package.settings.get("length_penalty", 1.0))
+        # Trained to read both ways: the beam's n-best are rescored right to left (BTTR).
+        self.bidirectional = bool(package.settings.get("bidirectional", False))
         self.encoder = _session(package.path / ENCODER_FILE, encoder_threads, ENCODER_OPTIMIZATION)
         self.step_session = _session(package.path / STEP_FILE, step_threads, STEP_OPTIMIZATION)
         # Packages at the writer's scale take a mask; older ones see one fixed size, unpadded.
         self.takes_mask = "mask" in {i.name for i in self.encoder.get_inputs()}
+        self.reads_cache = "cache" in {i.name for i in self.step_session.get_inputs()}
         # Bound step buffers, kept from one search to the next; a concurrent search makes its own.
         self._buffers: dict = {}
         self._buffers_lock = threading.Lock()
@@ -240,7 +246,7 @@ class OnnxRecognizer:
 
     def step_model(
         self, images: np.ndarray, mask: np.ndarray | None = None, buffers: dict | None = None
-    ) -> OnnxStepModel:
+    ) -> OnnxStepModel | TransformerStepModel:
         """Encode model inputs (N, H, W) float32, with their padding mask (none: nothing is
         padded), and return their decoder."""
         feeds = {"image": images[:, None]}
@@ -249,6 +255,8 @@ class OnnxRecognizer:
             feeds["mask"] = np.ascontiguousarray(mask, dtype=np.float32)[:, None]
         outputs = self.encoder.run(None, feeds)
         encoded = {o.name: v for o, v in zip(self.encoder.get_outputs(), outputs, strict=True)}
+        if self.reads_cache:
+            return TransformerStepModel(self.step_session, encoded, buffers)
         return OnnxStepModel(self.step_session, encoded, encoded.pop("hidden"), buffers)
 
     def search(
@@ -260,7 +268,15 @@ class OnnxRecognizer:
         reuse = self._buffers_lock.acquire(blocking=False)
         try:
             steps = self.step_model(images, mask, self._buffers if reuse else None)
-            return decode(steps, len(images), self.vocab, self.max_len, beam, self.length_penalty)
+            return decode(
+                steps,
+                len(images),
+                self.vocab,
+                self.max_len,
+                beam,
+                self.length_penalty,
+                self.bidirectional,
+            )
         finally:
             if reuse:
                 self._buffers_lock.release()

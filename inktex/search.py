@@ -4,12 +4,13 @@ Training's validation plugs in the PyTorch decoder, serving and evaluation the O
 both implement `StepModel`. The search sees only numpy token ids and log-probabilities;
 the decoder state is opaque to it and stays wherever the backend keeps it (a GPU, say).
 A `Grammar` (`inktex.grammar` for LaTeX) may restrict which tokens can come next; the
-probabilities kept for confidence stay the model's own.
+probabilities kept for confidence stay the model's own. A model trained to read both ways
+(BTTR) has the beam's n-best rescored by its right-to-left reading (`rescore_right_to_left`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -57,8 +58,9 @@ def _restricted(logp: np.ndarray, grammar: Grammar | None, states: list) -> np.n
 @dataclass
 class Hypothesis:
     ids: list[int]  # token ids, without <sos> and <eos>
-    token_logprobs: list[float]
-    score: float  # what the beam ranks by (length-normalised log-probability)
+    token_logprobs: list[float]  # left to right, <eos> included when it was read
+    score: float  # what ranks it: length-normalised log-probability (both ways': their mean)
+    right_to_left: float | None = None  # the reversed reading's log-likelihood, if rescored
 
     @property
     def logprob(self) -> float:
@@ -200,6 +202,46 @@ def beam_search(
     return results
 
 
+def rescore_right_to_left(
+    model: StepModel,
+    results: list[SearchResult],
+    sos_id: int,
+    eos_id: int,
+    length_penalty: float = 1.0,
+) -> list[SearchResult]:
+    """Each input's hypotheses ranked by BTTR's rule: the mean of the two directions'
+    length-normalised log-likelihoods. The left-to-right one is the beam's score; the
+    right-to-left one is read here by teacher forcing, one decoder row per hypothesis (each
+    reading its own input): inputs <eos> then the reversed ids, targets the reversed ids then
+    <sos>, normalised by that length as the beam normalises. The token log-probabilities,
+    hence the confidence, stay the left-to-right model's probability of the sequence: the
+    reversed reading only ranks."""
+    hyps = [h for r in results for h in r.hypotheses]
+    if not hyps:
+        return results
+    owners = np.asarray([b for b, r in enumerate(results) for _ in r.hypotheses])
+    lengths = np.asarray([len(h.ids) + 1 for h in hyps])  # the reversed ids, then <sos>
+    targets = np.full((len(hyps), int(lengths.max())), sos_id, dtype=np.int64)
+    for row, hyp in enumerate(hyps):
+        targets[row, : len(hyp.ids)] = hyp.ids[::-1]
+    inputs = np.concatenate([np.full((len(hyps), 1), eos_id), targets[:, :-1]], axis=1)
+    state = model.select(model.start(), owners)
+    rows = np.arange(len(hyps))
+    total = np.zeros(len(hyps))
+    for t in range(targets.shape[1]):  # a row past its <sos> reads on, unscored
+        logp, state = model.step(inputs[:, t], state)
+        total += np.where(t < lengths, logp[rows, targets[:, t]], 0.0)
+    rescored = iter(
+        replace(h, score=(h.score + r2l / n**length_penalty) / 2, right_to_left=float(r2l))
+        for h, r2l, n in zip(hyps, total, lengths, strict=True)
+    )
+    out = []
+    for result in results:
+        mine = [next(rescored) for _ in result.hypotheses]
+        out.append(SearchResult(sorted(mine, key=lambda h: -h.score)))
+    return out
+
+
 def decode(
     model: StepModel,
     batch: int,
@@ -207,12 +249,17 @@ def decode(
     max_len: int,
     beam: int = 1,
     length_penalty: float = 1.0,
+    bidirectional: bool = False,
 ) -> list[SearchResult]:
     """How every backend decodes: greedy (beam <= 1) or beam search, under the vocabulary's
-    canonical-form grammar."""
+    canonical-form grammar; a beam's n-best rescored right to left for a model trained both
+    ways (`bidirectional`). Greedy reads one way only: it has no alternatives to rank."""
     grammar = grammar_for(tuple(vocab.tokens))
     if beam <= 1:
         return greedy_search(model, batch, vocab.sos_id, vocab.eos_id, max_len, grammar)
-    return beam_search(
+    results = beam_search(
         model, batch, vocab.sos_id, vocab.eos_id, max_len, beam, length_penalty, grammar
     )
+    if bidirectional:
+        results = rescore_right_to_left(model, results, vocab.sos_id, vocab.eos_id, length_penalty)
+    return results

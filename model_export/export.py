@@ -29,6 +29,7 @@ from torch import nn
 from inktex.errors import ModelPackageError
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage, write_manifest
 from inktex.preprocess import PreprocessConfig, pad_batch
+from model_export.transformer_graphs import export_transformer_graphs
 from training.checkpoint import load_checkpoint
 from training.decoding import recognize_batch
 from training.model import STRIDE, Recognizer, count_parameters, mask_at
@@ -184,6 +185,12 @@ def _export_graph(
 
 def export_graphs(model: Recognizer, out_dir: Path, version: str) -> None:
     model = model.eval().float()
+    if model.cfg.decoder == "transformer":
+        body = _pool_before_projection(model.encoder.body)
+        export_transformer_graphs(
+            model, body, out_dir, lambda *graph: _export_graph(*graph, version=version)
+        )
+        return
     image = torch.rand(2, 1, 64, 128)  # any size: the axes are dynamic
     mask = torch.ones_like(image)
     mask[1, :, :, 64:] = 0  # the second input is padded
@@ -284,6 +291,12 @@ def verify_against_torch(
     return report
 
 
+DECODER_NAMES = {
+    "gru": "a GRU decoder with coverage attention",
+    "transformer": "a Transformer decoder with attention refinement (coverage)",
+}
+
+
 def model_card(
     payload: dict, model: Recognizer, version: str, metrics: dict, parity: dict, source: Path
 ) -> str:
@@ -292,7 +305,7 @@ def model_card(
     return f"""# InkTeX model {version}
 
 - **Architecture**: `{cfg.arch}` encoder ({"DenseNet-B" if cfg.arch == "dense" else "ResNet-18"},
-  16x downsampling) and a GRU decoder with coverage attention; {count_parameters(model):,}
+  16x downsampling) and {DECODER_NAMES[cfg.decoder]}; {count_parameters(model):,}
   parameters; vocabulary of {cfg.vocab_size} tokens.
 - **Training data**: CROHME 2014 training set (8,835 expressions), offline renderings; selected
   on CROHME 2013; CROHME 2014 test is the reported test and was never used to select.
@@ -326,6 +339,9 @@ def export_package(
                 {
                     "version": version,
                     "model_config": model.cfg.to_dict(),
+                    "decoder": model.cfg.decoder,
+                    # read both ways in training: the search rescores its n-best right to left
+                    "bidirectional": bool(payload.get("train_config", {}).get("bidirectional")),
                     "max_len": 200,
                     "beam_size": 5,
                     "length_penalty": 1.0,

@@ -44,9 +44,12 @@ def recognize_batch(
     beam: int = 1,
     max_len: int = 200,
     mask: torch.Tensor | None = None,
+    bidirectional: bool = False,
 ) -> list[SearchResult]:
-    """Search results for images (B, 1, H, W) (and their mask) on the model's device."""
-    return decode(TorchStepModel(model, images, mask), len(images), vocab, max_len, beam)
+    """Search results for images (B, 1, H, W) (and their mask) on the model's device; a
+    model trained both ways (`bidirectional`) has its beam rescored right to left."""
+    steps = TorchStepModel(model, images, mask)
+    return decode(steps, len(images), vocab, max_len, beam, bidirectional=bidirectional)
 
 
 def recognize_arrays(
@@ -58,6 +61,7 @@ def recognize_arrays(
     batch_pixels: int = 2_000_000,
     max_len: int = 200,
     amp: bool = False,
+    bidirectional: bool = False,
 ) -> list[list[str]]:
     """Token lists for model inputs of any sizes (uint8 or float (H, W) arrays), decoded in
     padded batches of similar size, returned in the inputs' order."""
@@ -74,7 +78,7 @@ def recognize_arrays(
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
         ):
-            results = recognize_batch(model, x, vocab, beam=beam, max_len=max_len, mask=m)
+            results = recognize_batch(model, x, vocab, beam, max_len, m, bidirectional)
         for i, r in zip(batch, results, strict=True):
             out[i] = vocab.decode(r.best.ids)
     return out
@@ -87,11 +91,19 @@ class TorchRecognizer:
         from training.checkpoint import load_checkpoint
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model, self.vocab, self.preprocess, _ = load_checkpoint(checkpoint, self.device)
+        self.model, self.vocab, self.preprocess, payload = load_checkpoint(checkpoint, self.device)
         self.beam = beam
+        self.bidirectional = bool(payload.get("train_config", {}).get("bidirectional"))
 
     def recognize_paths(self, paths) -> list[list[str]]:
         from inktex import inputs
 
         batch = [inputs.from_path(p, self.preprocess) for p in paths]
-        return recognize_arrays(self.model, batch, self.vocab, self.device, beam=self.beam)
+        return recognize_arrays(
+            self.model,
+            batch,
+            self.vocab,
+            self.device,
+            beam=self.beam,
+            bidirectional=self.bidirectional,
+        )

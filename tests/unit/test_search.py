@@ -1,4 +1,5 @@
-"""The core's greedy and beam search over a hand-built step model with known answers."""
+"""The core's greedy and beam search, and the beam's rescoring right to left, over hand-built
+step models with known answers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import math
 
 import numpy as np
 
-from inktex.search import beam_search, greedy_search
+from inktex.search import beam_search, decode, greedy_search, rescore_right_to_left
+from inktex.vocab import SPECIALS, Vocabulary
 
 SOS, EOS = 1, 2
 A, B, C = 4, 5, 6  # token ids; V = 7
@@ -73,3 +75,58 @@ def test_greedy_stops_early_once_every_row_has_ended():
     model = ChainModel(4)
     greedy_search(model, 4, SOS, EOS, max_len=50)
     assert model.steps == 3  # A, C, EOS
+
+
+class TwoWayModel:
+    """A decoder trained both ways, over two one-token expressions, A and B, per input.
+
+    Left to right (from <sos>): input 0 gives A 0.55 and B 0.45; right to left (from <eos>):
+    A 0.1 and B 0.9. After A or B: <eos> 0.6 (left to right's end), <sos> 0.4 (right to
+    left's). Input 1 is input 0 with A and B swapped. The beam alone picks A for input 0;
+    read both ways, B is far likelier (0.45 x 0.9 against 0.55 x 0.1), and A for input 1.
+    """
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.steps = 0
+        self.table = np.full((2, 7, 7), 1e-9)
+        for image, (a, b) in enumerate([(A, B), (B, A)]):
+            self.table[image, SOS, [a, b]] = [0.55, 0.45]
+            self.table[image, EOS, [a, b]] = [0.1, 0.9]
+            self.table[image, [[A], [B]], [EOS, SOS]] = [0.6, 0.4]
+        self.table /= self.table.sum(axis=2, keepdims=True)
+
+    def start(self):
+        return np.arange(self.rows)  # which input each row reads
+
+    def step(self, tokens, state):
+        self.steps += 1
+        return np.log(self.table[state, tokens]), state
+
+    def select(self, state, rows):
+        return state[rows]
+
+
+def test_rescoring_ranks_by_the_mean_of_both_directions():
+    results = beam_search(TwoWayModel(2), 2, SOS, EOS, max_len=5, beam_size=2)
+    assert [r.best.ids for r in results] == [[A], [B]]  # left to right alone
+    rescored = rescore_right_to_left(TwoWayModel(2), results, SOS, EOS)
+    assert [r.best.ids for r in rescored] == [[B], [A]]  # each input read with its own rows
+    best = rescored[0].best
+    # confidence stays the left-to-right probability; the reversed reading only ranks
+    assert math.isclose(math.exp(best.logprob), 0.45 * 0.6, rel_tol=1e-6)
+    assert math.isclose(math.exp(best.right_to_left), 0.9 * 0.4, rel_tol=1e-6)
+    both = (math.log(0.45 * 0.6) / 2 + math.log(0.9 * 0.4) / 2) / 2  # each normalised by 2
+    assert math.isclose(best.score, both, rel_tol=1e-6)
+    assert [h.ids for h in rescored[0].hypotheses] == [[B], [A]]  # the alternatives kept
+
+
+def test_decode_rescores_a_beam_of_a_model_trained_both_ways_and_not_greedy():
+    vocab = Vocabulary([*SPECIALS, "x", "y", "z"])  # ids 4, 5, 6 as A, B, C
+    one_way = decode(TwoWayModel(2), 2, vocab, max_len=5, beam=2)
+    both_ways = decode(TwoWayModel(2), 2, vocab, max_len=5, beam=2, bidirectional=True)
+    assert [r.best.ids for r in one_way] == [[A], [B]]
+    assert [r.best.ids for r in both_ways] == [[B], [A]]
+    model = TwoWayModel(2)
+    greedy = decode(model, 2, vocab, max_len=5, beam=1, bidirectional=True)
+    assert [r.best.ids for r in greedy] == [[A], [B]] and model.steps == 2  # one way only
