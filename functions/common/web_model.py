@@ -14,7 +14,8 @@ uploads). Two routes, both public, as `GET /models` is:
   with the SHA-256 as its ETag; a promotion changes the URL, not the content behind one.
 
 Only the production version is served, and only files that match its manifest. A graph
-larger than a Lambda answer can carry is not offered: the manifest says why, and the page
+larger than a Lambda answer can carry is not offered, nor a decoder other than the GRU (the
+page's live mode drives GRU step graphs only): the manifest says why, and the page
 recognises on the server instead. Nothing here imports numpy or onnxruntime.
 """
 
@@ -97,10 +98,13 @@ class WebModels:
         except (ValueError, KeyError, TypeError) as exc:
             raise WebModelUnavailable(f"model {version}'s package is unreadable: {exc}") from exc
         files: dict = {}
-        reason = ""  # set when the browser cannot run this version
+        model = settings["model.json"]
+        reason = _decoder_refusal(model)  # set when the browser cannot run this version
         for name in WEB_FILES:
             if name not in hashes:
                 raise WebModelUnavailable(f"model {version}'s manifest does not list {name}")
+            if reason:
+                continue
             try:
                 head = self.s3.head_object(Bucket=self.bucket, Key=package_key(version, name))
             except ClientError as exc:
@@ -113,7 +117,6 @@ class WebModels:
                 )
                 break
             files[name] = {"sha256": hashes[name], "bytes": size}
-        model = settings["model.json"]
         return {
             "version": str(package.get("version") or version),
             "vocab": settings["vocab.json"],
@@ -139,6 +142,18 @@ class WebModels:
             self._files = {k: v for k, v in self._files.items() if k[0] == version}
             self._files[key] = (data, digest)
         return self._files[key]
+
+
+def _decoder_refusal(model: dict) -> str:
+    """Why the browser cannot run a package's decoder ("" when it can): its live mode
+    (web/app/recognizer.js) drives the GRU's step graph, state and all, and nothing else."""
+    decoder = model.get("decoder") or model.get("model_config", {}).get("decoder", "gru")
+    if decoder == "gru":
+        return ""
+    return (
+        f"this model's decoder is a {decoder}; the browser runs GRU decoders only: "
+        "this model runs on the server only"
+    )
 
 
 _current: list[WebModels] = []  # this container's reader

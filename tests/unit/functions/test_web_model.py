@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 
 from lambda_testkit import TINY_MODEL, load_event
 
@@ -86,3 +87,24 @@ def test_a_graph_too_large_for_an_answer_leaves_the_browser_to_the_server(
     manifest = json.loads(body)
     assert status == 200 and manifest["browser"] is False and manifest["files"] is None
     assert "server only" in manifest["reason"]
+
+
+def test_a_decoder_other_than_the_gru_leaves_the_browser_to_the_server(
+    aws, lambda_context, tmp_path
+):
+    from inktex.package import write_manifest
+
+    package = tmp_path / "transformer"
+    shutil.copytree(TINY_MODEL, package)
+    settings = json.loads((package / "model.json").read_text())
+    settings["decoder"] = "transformer"  # as the export writes it for a Transformer package
+    (package / "model.json").write_text(json.dumps(settings))
+    write_manifest(package, settings["version"])
+    version = aws.upload_package(package, version="transformer-1")
+    aws.registry.promote(version, reason="test setup", by="pytest")
+    status, body, _ = get("/models/production/web", lambda_context)
+    manifest = json.loads(body)
+    assert status == 200 and manifest["browser"] is False and manifest["files"] is None
+    assert "transformer" in manifest["reason"] and "server only" in manifest["reason"]
+    status, body, _ = get(f"/models/{version}/web/decoder_step.onnx", lambda_context)
+    assert status == 404 and "server only" in json.loads(body)["message"]
