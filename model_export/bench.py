@@ -1,7 +1,7 @@
 """`make bench`: one model, onnxruntime beside PyTorch eager, side by side in one process.
 
-    python -m model_export.bench [--package DIR] [--checkpoint PT] [--images N] [--full]
-                                 [--gates] [--json OUT] [--markdown OUT]
+    python -m model_export.bench [--package DIR] [--checkpoint PT] [--baseline DIR]
+                                 [--images N] [--full] [--gates] [--json OUT] [--markdown OUT]
 
 On CROHME 2014 test expressions (an even spread of N by default, all 986 with --full),
 rendered from their InkML as the pipeline's evaluation does, after warm-up: latency p50/p95
@@ -10,7 +10,9 @@ per input (greedy through the core search, one image at a time, at
 throughput, cold start of fresh `inktex predict` processes, package size, ExpRate of ONNX beam
 beside PyTorch greedy, ONNX-vs-PyTorch greedy agreement, and ExpRate on the corpus's fixed
 256x256 PNG renderings of the same expressions and on degraded copies of those (photos and
-scans as people send them), relative to the strokes' ExpRate. Latency runs alternate between
+scans as people send them), relative to the strokes' ExpRate. A candidate package is also
+timed against the bundled release (`--baseline`): beam 5 at 1 thread, both packages side by
+side on the same expressions, each read at its own preprocessing. Latency runs alternate between
 the backends in short chunks, so that a busy neighbour on this shared machine slows both
 alike; the ratios are what to compare across runs, not the absolute times.
 
@@ -34,9 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -70,6 +73,10 @@ GATES = {  # name: (limit, how the value must compare)
     "worst_degraded_relative_exprate": (0.9, ">="),
     "greedy_agreement": (0.99, ">="),
 }
+# Judged when a baseline package was measured beside the candidate (issue 17's speed gate).
+BASELINE_GATES = {"beam_over_baseline_p50_1_thread": (2.0, "<=")}
+BASELINE_BEAM = 5
+Item = TypeVar("Item")  # what a latency runner reads: a model input, or an index into inputs
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,7 @@ def _stats(ms: list[float]) -> dict:
 
 
 def latency_pass(
-    runners: dict[str, Callable[[np.ndarray], list[int]]], xs: list[np.ndarray], desc: str
+    runners: dict[str, Callable[[Item], list[int]]], xs: Sequence[Item], desc: str
 ) -> tuple[dict[str, dict], dict[str, list[list[int]]]]:
     """Per-image ms stats and tokens of each runner, alternating runners chunk by chunk."""
     for x in xs[:3]:  # warm-up: first-run allocations and lazy initialisation
@@ -220,6 +227,52 @@ def latency_pass(
 
 def ort_greedy(recognizer: OnnxRecognizer) -> Callable[[np.ndarray], list[int]]:
     return lambda x: recognizer.search(x[None], beam=1)[0].best.ids
+
+
+def measure_against_baseline(
+    package: ModelPackage, baseline_dir: Path, paths: list[Path], beam: int = BASELINE_BEAM
+) -> dict | None:
+    """The package's beam latency at 1 thread beside a baseline package's (the bundled
+    release), taking turns on the same expressions, each package reading them at its own
+    preprocessing (a larger input costs its encoder more: the mean pixels say how much).
+    None without a baseline, or when the baseline is this package."""
+    if not (baseline_dir / "manifest.json").is_file():
+        return None
+    baseline = ModelPackage.load(baseline_dir)
+    if baseline.version == package.version:
+        return None
+    prepared: dict[str, list[np.ndarray]] = {"candidate": [], "baseline": []}
+    for path in paths:
+        try:
+            pair = [inputs.from_path(path, p.preprocess) for p in (package, baseline)]
+        except InkTeXError:  # either refuses it: both leave it out
+            continue
+        prepared["candidate"].append(pair[0])
+        prepared["baseline"].append(pair[1])
+
+    def beam_of(pkg: ModelPackage, xs: list[np.ndarray]) -> Callable[[int], list[int]]:
+        recognizer = OnnxRecognizer(pkg, 1, 1)
+        return lambda i: recognizer.search(xs[i][None], beam=beam)[0].best.ids
+
+    runners = {
+        "candidate": beam_of(package, prepared["candidate"]),
+        "baseline": beam_of(baseline, prepared["baseline"]),
+    }
+    count = len(prepared["candidate"])
+    stats, _ = latency_pass(runners, range(count), f"beam {beam}, against the baseline")
+    return {
+        "baseline": {"package": str(baseline_dir), "version": baseline.version},
+        "beam": beam,
+        "threads": 1,
+        "images": count,
+        "mean_input_pixels": {
+            k: round(statistics.mean(x.size for x in v)) for k, v in prepared.items()
+        },
+        "latency_ms": stats,
+        "candidate_over_baseline_p50": round(
+            stats["candidate"]["p50"] / stats["baseline"]["p50"], 4
+        ),
+    }
 
 
 def torch_greedy(model, vocab, max_len: int) -> Callable[[np.ndarray], list[int]]:
@@ -406,7 +459,11 @@ def measure_robustness(
 
 
 def run_bench(
-    model: BenchModel, samples: list[Sample], cold_runs: int = 5, threads: tuple[int, ...] = (1, 2)
+    model: BenchModel,
+    samples: list[Sample],
+    cold_runs: int = 5,
+    threads: tuple[int, ...] = (1, 2),
+    baseline: Path = DEFAULT_PACKAGE,
 ) -> dict:
     load_before = os.getloadavg()[0]
     torch_model, vocab, pre, _ = load_checkpoint(model.checkpoint)
@@ -424,6 +481,7 @@ def run_bench(
     refs = [list(s.tokens) for s in samples]
 
     latency, tokens = measure_latency(package, torch_model, vocab, xs, threads)
+    against = measure_against_baseline(package, baseline, [inkml_of(s) for s in samples])
     torch.set_num_threads(1)
     components = component_times(OnnxRecognizer(package, 1, 1), torch_model, xs[:30])
     serving = OnnxRecognizer(package, encoder_threads=max(threads), step_threads=1)
@@ -469,6 +527,7 @@ def run_bench(
         },
         "greedy_agreement": round(agreement / len(samples), 4),
         "robustness": robustness,
+        "against_baseline": against,
     }
     result["gates"] = gates(result)
     # The package's own evaluation on the full test sets (the pipeline's evaluate stage)
@@ -490,8 +549,14 @@ def gates(result: dict) -> dict:
         "worst_degraded_relative_exprate": None if None in relative else min(relative),
         "greedy_agreement": result["greedy_agreement"],
     }
+    limits = dict(GATES)
+    if result["against_baseline"]:
+        limits.update(BASELINE_GATES)
+        values["beam_over_baseline_p50_1_thread"] = result["against_baseline"][
+            "candidate_over_baseline_p50"
+        ]
     out = {}
-    for name, (limit, op) in GATES.items():
+    for name, (limit, op) in limits.items():
         v = values[name]
         ok = v is not None and (v <= limit if op == "<=" else v >= limit)
         out[name] = {"value": v, "limit": round(limit, 4), "passed": ok}
@@ -559,11 +624,29 @@ def to_markdown(r: dict) -> str:
             f"| {kind} | {q['exprate']} | {q.get('relative_exprate', 1.0)} | "
             f"{q['token_accuracy']} | {q.get('relative_token_accuracy', 1.0)} | {q['refused']} |"
         )
+    lines += _baseline_lines(r["against_baseline"])
     lines += ["", "| gate | value | limit | passed |", "|---|---|---|---|"]
     for name, g in {**r["gates"], **r["release"]["gates"]}.items():
         lines.append(f"| {name} | {g['value']} | {g['limit']} | {'yes' if g['passed'] else 'NO'} |")
     lines += ["", "The package's `metrics.json` (full test sets, beam):", ""]
     return "\n".join(lines) + "\n" + field_table(r["release"]["metrics"], r["model"]["version"])
+
+
+def _baseline_lines(against: dict | None) -> list[str]:
+    if not against:
+        return []
+    pixels, stats = against["mean_input_pixels"], against["latency_ms"]
+    lines = [
+        "",
+        f"| beam {against['beam']}, 1 thread, against {against['baseline']['package']} "
+        f"({against['baseline']['version']}) | p50 (ms) | p95 (ms) | mean input pixels |",
+        "|---|---|---|---|",
+    ]
+    for name in ("candidate", "baseline"):
+        lines.append(f"| {name} | {stats[name]['p50']} | {stats[name]['p95']} | {pixels[name]} |")
+    ratio = against["candidate_over_baseline_p50"]
+    lines.append(f"| **candidate / baseline (p50)** | {ratio} | | |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,6 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--package", type=Path, default=DEFAULT_PACKAGE)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_PACKAGE,
+        help="package to time the beam against (the bundled release); skipped if it is this one",
+    )
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="test images (100)")
     parser.add_argument("--full", action="store_true", help="all CROHME 2014 test images")
     parser.add_argument("--gates", action="store_true", help="exit 1 if a limit is missed")
@@ -581,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="inktex-bench-") as tmp:
         model = resolve_model(args.package, args.checkpoint, Path(tmp))
-        result = run_bench(model, load_samples(args.images, args.full), cold_runs=args.cold_runs)
+        samples = load_samples(args.images, args.full)
+        result = run_bench(model, samples, cold_runs=args.cold_runs, baseline=args.baseline)
     for path, text in (
         (args.json, json.dumps(result, indent=2)),
         (args.markdown, to_markdown(result)),

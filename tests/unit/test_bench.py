@@ -133,9 +133,21 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
             for ratio in ("relative_exprate", "relative_token_accuracy"):
                 assert q[ratio] is None or q[ratio] >= 0
 
-    assert set(r["gates"]) == set(bench.GATES)
+    # the candidate's beam beside the bundled release's, on the same expressions
+    against = r["against_baseline"]
+    assert against["baseline"]["package"].endswith(str(Path("models") / "release"))
+    assert against["images"] == 4 and against["beam"] == bench.BASELINE_BEAM
+    stats = against["latency_ms"]
+    assert min(stats["candidate"]["p50"], stats["baseline"]["p50"]) > 0
+    assert against["candidate_over_baseline_p50"] == pytest.approx(
+        stats["candidate"]["p50"] / stats["baseline"]["p50"], abs=1e-4
+    )
+    assert min(against["mean_input_pixels"].values()) > 0
+
+    limits = {**bench.GATES, **bench.BASELINE_GATES}
+    assert set(r["gates"]) == set(limits)
     for name, gate in r["gates"].items():
-        limit, op = bench.GATES[name]
+        limit, op = limits[name]
         assert gate["limit"] == pytest.approx(limit, abs=1e-4)
         value = gate["value"]
         expected = value is not None and (value <= limit if op == "<=" else value >= limit)
@@ -147,6 +159,14 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
 
     markdown = out_md.read_text()
     assert markdown == bench.to_markdown(r)
-    for heading in ("latency per image", "cold start", "ExpRate", "grey paper", "gate", "BTTR"):
+    for heading in (
+        "latency per image",
+        "cold start",
+        "ExpRate",
+        "grey paper",
+        "candidate / baseline",
+        "gate",
+        "BTTR",
+    ):
         assert heading in markdown
     assert markdown in proc.stdout  # printed as well as written
