@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# The prepared script for a lent GPU machine (device tool): smoke test, train, score.
+# The prepared script for a lent GPU machine (device tool): smoke test, train, export, score.
 #   Here:  make gpu-data    (packs data/prepared into .gpu/, which `carry` sends along)
 #   There: bash training/gpu_run.sh [MINUTES]
+# A device call lasts at most 10 minutes and a lease 15, so a run of MINUTES may take two
+# calls: the first is cut by its timeout (`timeout 560 bash training/gpu_run.sh 11`), the
+# second resumes the same schedule from runs/gpu/last.pt (saved at every validation, kept on
+# the warm machine), trains what is left, then exports and scores.
+#
+# The recipe: params.yaml's model (the Transformer decoder) on the gpu preset's schedule,
+# bf16 autocast, batches of up to 128 inputs under 4 M pixels from 12 loader workers, both
+# reading directions, stroke augmentation on a quarter of the inputs, the whole model
+# training with BatchNorm on its statistics. Teacher forcing runs every token of the
+# Transformer at once, so a step is a few large kernels, not a launch per token: the GPU is
+# kept busy by the batch size. Not compiled: every batch has another size (inputs are
+# bucketed, not resized), and compiled graphs and CUDA graphs are per shape.
+# It starts from the newest committed weights (INIT): a lease trains for minutes, where the
+# field trains a Transformer decoder from scratch for 200-300 epochs (BTTR, CoMER).
 # Checkpoints land in $OUT as they improve (fp16), so a run cut short still returns weights.
 set -euo pipefail
-MINUTES=${1:-7}
+MINUTES=${1:-11}
 OUT=${OUT:-/tmp/out}
 DATA=${GPU_DATA:-.gpu/prepared}
-INIT=${INIT-models/release/checkpoint.pt}  # the newest weights; INIT= starts from scratch
-mkdir -p "$OUT"
+RUN=${RUN_DIR:-runs/gpu}
+INIT=${INIT-models/lineage/session7-transformer.pt}  # the newest weights; INIT= from scratch
+mkdir -p "$OUT" "$RUN"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TQDM_MININTERVAL=20
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
@@ -17,7 +32,7 @@ echo "== smoke test: CUDA, bf16 autocast, one training step"
 import torch
 from training.model import ModelConfig, Recognizer
 assert torch.cuda.is_available(), "no CUDA device"
-m = Recognizer(ModelConfig(vocab_size=115)).cuda()
+m = Recognizer(ModelConfig(vocab_size=115, decoder="transformer")).cuda()
 x = torch.rand(8, 1, 96, 512, device="cuda")
 y = torch.randint(4, 115, (8, 20), device="cuda")
 with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -26,16 +41,30 @@ loss.backward()
 print("smoke ok:", torch.__version__, torch.cuda.get_device_name(), float(loss))
 PY
 
-echo "== train for $MINUTES minutes"
+echo "== train for $MINUTES minutes in all (resumes $RUN/last.pt if a first call was cut)"
 # From trained weights BatchNorm stays on their running statistics (a fixed affine map), so
 # that padded, size-bucketed batches normalise as serving does from the first step.
 FREEZE=$([ -n "$INIT" ] && echo true || echo false)
-python3 -m training.train --data "$DATA" --out /tmp/run --no-resume --mirror "$OUT" \
+python3 -m training.train --data "$DATA" --out "$RUN" --mirror "$OUT" \
   --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
   --set train.init="$INIT" --set train.freeze_batchnorm="$FREEZE" \
+  --set train.bidirectional=true --set train.augment_prob=0.25 \
   ${EXTRA_SET:-} \
-  2>&1 | tee "$OUT/train.log"
-cp /tmp/run/log.jsonl "$OUT/" 2>/dev/null || true
+  2>&1 | tee -a "$OUT/train.log"
+cp "$RUN/log.jsonl" "$OUT/" 2>/dev/null || true
+# A second call's $OUT is new: the run's best (perhaps from the first call) goes there too.
+python3 - "$RUN/best.pt" "$OUT/best_fp16.pt" <<'PY'
+import sys
+from pathlib import Path
+from training.checkpoint import load_checkpoint, save_checkpoint
+model, vocab, pre, payload = load_checkpoint(Path(sys.argv[1]))
+kept = {k: payload[k] for k in ("metrics", "train_config", "init") if k in payload}
+save_checkpoint(Path(sys.argv[2]), model, vocab, pre, half=True, **kept)
+PY
+
+echo "== export the best checkpoint (the export checks itself against PyTorch)"
+python3 -m model_export.export "$OUT/best_fp16.pt" "$OUT/package" --samples "$DATA" \
+  2>&1 | tee "$OUT/export.log"
 
 echo "== score the best checkpoint on CROHME 2013 and 2014"
 python3 -m training.score_checkpoint "$OUT/best_fp16.pt" --data "$DATA" --beams ${BEAMS:-1 5} \

@@ -1,5 +1,5 @@
 """The lent-GPU script, rehearsed end to end on the CPU with the tiny preset: it trains,
-streams its best weights to $OUT and scores them, so a lease is never its first run."""
+streams its best weights to $OUT, exports and scores them, so a lease is never its first run."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def test_gpu_run_trains_streams_and_scores_on_the_cpu(tmp_path: Path) -> None:
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # our python3
         "OUT": str(out),
+        "RUN_DIR": str(tmp_path / "run"),
         "GPU_DATA": str(data),
         "INIT": "",  # the tiny width cannot start from the release's weights
         "SKIP_SMOKE": "1",  # the smoke test asserts CUDA
@@ -38,6 +39,13 @@ def test_gpu_run_trains_streams_and_scores_on_the_cpu(tmp_path: Path) -> None:
     }
     subprocess.run(["bash", "training/gpu_run.sh", "1"], cwd=ROOT, env=env, check=True, timeout=600)
     assert (out / "best_fp16.pt").is_file() and (out / "train_report.json").is_file()
+    assert json.loads((out / "package" / "model.json").read_text())["version"]
     scores = json.loads((out / "scores.json").read_text())
     assert set(scores) == {"test2013/beam1", "test2014/beam1"}
     assert all(s["count"] == 5 for s in scores.values())
+    # A second call (a lease's second command, with a new $OUT) resumes the same run and
+    # still returns its best weights, exported and scored.
+    env["OUT"] = str(out2 := tmp_path / "out2")
+    subprocess.run(["bash", "training/gpu_run.sh", "1"], cwd=ROOT, env=env, check=True, timeout=600)
+    assert "resumed from" in (out2 / "train.log").read_text()
+    assert (out2 / "best_fp16.pt").is_file() and (out2 / "package" / "manifest.json").is_file()
