@@ -285,8 +285,15 @@ def train(
         if mirror is not None:
             save_checkpoint(mirror / "best_fp16.pt", candidate, vocab, pre, half=True, **extra)
 
+    # A prediction 3 tokens longer than every label is more than 2 edits from any: decoding
+    # further changes no ExpRate, <=1 or <=2, and an untrained decoder that never ends would
+    # otherwise run to the serving limit on every expression.
+    val_max_len = max(map(len, val_labels), default=0) + 3
+
     def validate(candidate: Recognizer) -> dict:
-        predictions = recognize_arrays(candidate, val_images, vocab, device, amp=amp)
+        predictions = recognize_arrays(
+            candidate, val_images, vocab, device, amp=amp, max_len=val_max_len
+        )
         return score(zip(val_labels, predictions, strict=True)).to_dict()
 
     def validate_and_save() -> bool:
