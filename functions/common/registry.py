@@ -112,7 +112,11 @@ class ModelRegistry:
                 if "/" in name or not name:
                     continue  # packages are flat; ignore anything nested
                 self.s3.download_file(self.bucket, key, str(staging / name))
-            staging.rename(dest)
+            try:
+                staging.rename(dest)
+            except OSError:  # another worker's download of it finished first: use that one
+                if not (dest / MANIFEST).is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return dest

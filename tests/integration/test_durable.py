@@ -9,6 +9,7 @@ restart.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import threading
@@ -79,7 +80,7 @@ def client(stack, user: str, ledger: Ledger, stop: threading.Event) -> None:
                     with ledger.lock:
                         ledger.deleted.add(victim)
                         ledger.unanswered_deletes.discard(victim)
-        except OSError:  # the stack is gone: this request's answer is lost, nothing more
+        except (OSError, http.client.HTTPException):  # the stack is gone mid-answer: lost
             time.sleep(0.2)
 
 

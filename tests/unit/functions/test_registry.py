@@ -56,6 +56,25 @@ def test_versions_and_verify(aws, tmp_path):
         aws.registry.verify(TINY_VERSION)
 
 
+def test_a_download_that_loses_a_race_uses_the_winners_copy(aws, tmp_path, monkeypatch):
+    """Two workers of one function share the local stack's cache: the second to finish a
+    download finds the first's copy in place (a loaded CI run caught this as a 503)."""
+    aws.upload_package(TINY_MODEL)
+    dest = tmp_path / "cache" / TINY_VERSION
+    fetch, raced = aws.registry.s3.download_file, []
+
+    def another_worker_finishes_first(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            aws.registry.download(TINY_VERSION, dest)
+        return fetch(*args, **kwargs)
+
+    monkeypatch.setattr(aws.registry.s3, "download_file", another_worker_finishes_first)
+    assert aws.registry.download(TINY_VERSION, dest) == dest and raced
+    assert aws.registry.verify(TINY_VERSION).version == TINY_VERSION
+    assert [p.name for p in dest.parent.iterdir()] == [TINY_VERSION]  # no staging left
+
+
 def test_register_uploads_the_package_and_its_checkpoint_once(aws, tmp_path):
     package = tmp_path / "package"
     shutil.copytree(TINY_MODEL, package)
