@@ -33,7 +33,7 @@ from inktex.latex import to_latex
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage
 from inktex.preprocess import PreprocessConfig, pad_batch, size_batches
 from inktex.search import Hypothesis, SearchResult, decode
-from inktex.transformer_runtime import TransformerStepModel
+from inktex.transformer_runtime import READ_FILE, TransformerStepModel
 
 if TYPE_CHECKING:
     from inktex.evaluate import Recognizer
@@ -71,6 +71,9 @@ def _session(path: Path, threads: int, level: ort.GraphOptimizationLevel) -> ort
 # small attention grid the layout reorders cost more than they save (8% of a step measured).
 ENCODER_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 STEP_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+# The Transformer's step graph: ORT_ENABLE_ALL runs its attention refinement's grouped
+# convolution in about half the time, and the step ~10% faster (docs/benchmark.md).
+TRANSFORMER_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
 def _ortvalue(array: np.ndarray) -> ort.OrtValue:
@@ -221,7 +224,14 @@ class OnnxRecognizer:
         # Trained to read both ways: the beam's n-best are rescored right to left (BTTR).
         self.bidirectional = bool(package.settings.get("bidirectional", False))
         self.encoder = _session(package.path / ENCODER_FILE, encoder_threads, ENCODER_OPTIMIZATION)
-        self.step_session = _session(package.path / STEP_FILE, step_threads, STEP_OPTIMIZATION)
+        transformer = package.settings.get("decoder") == "transformer"
+        step_level = TRANSFORMER_OPTIMIZATION if transformer else STEP_OPTIMIZATION
+        self.step_session = _session(package.path / STEP_FILE, step_threads, step_level)
+        # A Transformer package's teacher-forcing graph, which its rescoring reads through.
+        read = package.path / READ_FILE
+        self.read_session = (
+            _session(read, step_threads, TRANSFORMER_OPTIMIZATION) if read.is_file() else None
+        )
         # Packages at the writer's scale take a mask; older ones see one fixed size, unpadded.
         self.takes_mask = "mask" in {i.name for i in self.encoder.get_inputs()}
         self.reads_cache = "cache" in {i.name for i in self.step_session.get_inputs()}
@@ -229,7 +239,9 @@ class OnnxRecognizer:
         self._buffers: dict = {}
         self._buffers_lock = threading.Lock()
         if package.check_graph_version:
-            for session in (self.encoder, self.step_session):
+            for session in (self.encoder, self.step_session, self.read_session):
+                if session is None:
+                    continue
                 found = session.get_modelmeta().custom_metadata_map.get("inktex_version")
                 if found != package.version:
                     raise ModelPackageError(
@@ -256,7 +268,7 @@ class OnnxRecognizer:
         outputs = self.encoder.run(None, feeds)
         encoded = {o.name: v for o, v in zip(self.encoder.get_outputs(), outputs, strict=True)}
         if self.reads_cache:
-            return TransformerStepModel(self.step_session, encoded, buffers)
+            return TransformerStepModel(self.step_session, encoded, buffers, self.read_session)
         return OnnxStepModel(self.step_session, encoded, encoded.pop("hidden"), buffers)
 
     def search(

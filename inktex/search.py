@@ -225,12 +225,20 @@ def rescore_right_to_left(
     for row, hyp in enumerate(hyps):
         targets[row, : len(hyp.ids)] = hyp.ids[::-1]
     inputs = np.concatenate([np.full((len(hyps), 1), eos_id), targets[:, :-1]], axis=1)
-    state = model.select(model.start(), owners)
     rows = np.arange(len(hyps))
     total = np.zeros(len(hyps))
-    for t in range(targets.shape[1]):  # a row past its <sos> reads on, unscored
-        logp, state = model.step(inputs[:, t], state)
-        total += np.where(t < lengths, logp[rows, targets[:, t]], 0.0)
+    # A backend that reads whole sequences at once (teacher forcing: the same log-probabilities
+    # as step by step, up to rounding) reads them in one call instead of one step per token.
+    read_all = getattr(model, "read_all", None)
+    if read_all is not None:
+        every = read_all(inputs, owners)  # (N, T, V)
+        for t in range(targets.shape[1]):
+            total += np.where(t < lengths, every[rows, t, targets[:, t]], 0.0)
+    else:
+        state = model.select(model.start(), owners)
+        for t in range(targets.shape[1]):  # a row past its <sos> reads on, unscored
+            logp, state = model.step(inputs[:, t], state)
+            total += np.where(t < lengths, logp[rows, targets[:, t]], 0.0)
     rescored = iter(
         replace(h, score=(h.score + r2l / n**length_penalty) / 2, right_to_left=float(r2l))
         for h, r2l, n in zip(hyps, total, lengths, strict=True)

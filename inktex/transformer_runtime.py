@@ -23,6 +23,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 FIRST_CAPACITY = 32  # tokens a cache buffer holds before it doubles
+READ_FILE = "decoder_read.onnx"  # a Transformer package's teacher-forcing graph (rescoring)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class CacheState:
     """Decoder rows; `serial` > 0 marks arrays that live in the step model's own buffers."""
 
     cache: np.ndarray  # (t, rows, 2 x layers, heads, k): self-attention keys and values so far
-    coverage: np.ndarray  # (rows, layers, heads, h, w): attention summed over past steps
+    coverage: np.ndarray  # (rows, layers x heads, h, w): attention summed over past steps
     index: np.ndarray  # (rows,) int64: the encoded image each row attends to
     serial: int = 0
 
@@ -110,18 +111,23 @@ class TransformerStepModel:
         session: ort.InferenceSession,
         encoded: dict[str, np.ndarray],
         buffers: dict | None = None,
+        reader: ort.InferenceSession | None = None,
     ):
-        """`encoded`: the encoder's outputs by name (memory, feature_mask); `buffers`: bound
-        buffers to reuse, from an earlier search on the same session."""
+        """`encoded`: the encoder's outputs by name; `buffers`: bound buffers to reuse, from an
+        earlier search on the same session; `reader`: the package's read graph, if it has one
+        (then `read_all` reads whole sequences at once)."""
         self.session = session
-        self.encoded = {k: np.ascontiguousarray(v) for k, v in encoded.items()}
+        self.reader = reader
+        self.read_all = self._read_all if reader is not None else None
+        self.feature_mask = np.ascontiguousarray(encoded["feature_mask"])
         shapes = {i.name: i.shape for i in session.get_inputs()}
+        # what the step graph reads of the encoder's outputs (not the features' mask)
+        self.encoded = {k: np.ascontiguousarray(v) for k, v in encoded.items() if k in shapes}
         self.entry = tuple(int(d) for d in shapes["cache"][2:])  # (2 x layers, heads, k)
-        layers, heads = self.entry[0] // 2, self.entry[1]
         grid = tuple(encoded["feature_mask"].shape[2:])
-        self.coverage = (layers, heads, *grid)
+        self.coverage = (int(shapes["coverage"][1]), *grid)  # (layers x heads, h, w)
         self.vocab_size = int(session.get_outputs()[0].shape[1])
-        self.rows = len(encoded["memory"])
+        self.rows = len(encoded["feature_mask"])
         self._buffers = {} if buffers is None else buffers
         if len(self._buffers) > 8:  # row counts seen: keep the memory bounded
             self._buffers.clear()
@@ -164,7 +170,7 @@ class TransformerStepModel:
         binding = buf.bindings[src]
         binding.bind_input("cache", "cpu", 0, np.float32, [t, *buf.entry], cache.ctypes.data)
         binding.bind_output(
-            "cache_new", "cpu", 0, np.float32, list(buf.entry), cache[t].ctypes.data
+            "cache_new", "cpu", 0, np.float32, [1, *buf.entry], cache[t].ctypes.data
         )
         buf.token[...] = tokens
         self.session.run_with_iobinding(binding)
@@ -175,6 +181,17 @@ class TransformerStepModel:
     ) -> CacheState:
         self._serial, self._slots = next(_serials), (slot, src)
         return CacheState(buf.cache[slot][:tokens], buf.coverage[src], index, self._serial)
+
+    def _read_all(self, tokens: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Log-probabilities (N, T, V) of the token after each of `tokens` (N, T), read from
+        the start by teacher forcing, row i reading encoded input index[i]: one call."""
+        assert self.reader is not None
+        buf = self._buffers_for(len(tokens))
+        buf.read_from(self.encoded, index)  # the beam's rows are usually these already
+        feeds = {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}
+        feeds |= {k: v for k, v in buf.encoded.items() if k.startswith(("keys", "values"))}
+        feeds["feature_mask"] = self.feature_mask[index]
+        return self.reader.run(None, feeds)[0]
 
     def select(self, state: CacheState, rows: np.ndarray) -> CacheState:
         rows = np.asarray(rows, dtype=np.int64)

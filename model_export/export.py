@@ -29,7 +29,7 @@ from torch import nn
 from inktex.errors import ModelPackageError
 from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage, write_manifest
 from inktex.preprocess import PreprocessConfig, pad_batch
-from model_export.transformer_graphs import export_transformer_graphs
+from model_export.transformer_graphs import export_transformer_graphs, reading_difference
 from training.checkpoint import load_checkpoint
 from training.decoding import recognize_batch
 from training.model import STRIDE, Recognizer, count_parameters, mask_at
@@ -282,6 +282,10 @@ def verify_against_torch(
                 [r.best.ids[t] if t < len(r.best.ids) else vocab.eos_id for r in torch_results],
                 dtype=np.int64,
             )
+        if getattr(onnx_steps, "read_all", None) is not None:  # a Transformer's rescoring graph
+            paths = [r.best.ids for r in torch_results]
+            diff = reading_difference(model, x, m, onnx_steps, paths, vocab.sos_id)
+            max_diff = max(max_diff, diff)
     identical = sum(
         a.best.ids == b.best.ids for a, b in zip(torch_results, onnx_results, strict=True)
     )

@@ -121,6 +121,30 @@ def test_rescoring_ranks_by_the_mean_of_both_directions():
     assert [h.ids for h in rescored[0].hypotheses] == [[B], [A]]  # the alternatives kept
 
 
+class ReadingTwoWayModel(TwoWayModel):
+    """TwoWayModel that also reads whole sequences at once (as a teacher-forcing graph does);
+    the log-probability after a token depends on that token alone, so a row's T readings are
+    its T steps'."""
+
+    def __init__(self, rows: int):
+        super().__init__(rows)
+        self.reads = 0
+
+    def read_all(self, tokens, index):
+        self.reads += 1
+        return np.log(self.table[index[:, None], tokens])  # (N, T, V)
+
+
+def test_rescoring_reads_all_tokens_at_once_where_the_model_can_and_ranks_alike():
+    results = beam_search(TwoWayModel(2), 2, SOS, EOS, max_len=5, beam_size=2)
+    stepped = rescore_right_to_left(TwoWayModel(2), results, SOS, EOS)
+    model = ReadingTwoWayModel(2)
+    read = rescore_right_to_left(model, results, SOS, EOS)
+    assert model.reads == 1 and model.steps == 0  # one call, no steps
+    assert read == stepped  # same hypotheses, order, scores and right-to-left readings
+    assert [r.best.ids for r in read] == [[B], [A]]
+
+
 def test_decode_rescores_a_beam_of_a_model_trained_both_ways_and_not_greedy():
     vocab = Vocabulary([*SPECIALS, "x", "y", "z"])  # ids 4, 5, 6 as A, B, C
     one_way = decode(TwoWayModel(2), 2, vocab, max_len=5, beam=2)

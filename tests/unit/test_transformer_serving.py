@@ -69,6 +69,7 @@ def test_the_export_holds_its_parity_check_and_describes_the_decoder(trained, sa
     assert "Transformer decoder" in (package.path / "MODEL_CARD.md").read_text()
     recognizer = OnnxRecognizer(package)
     assert recognizer.bidirectional and recognizer.reads_cache
+    assert recognizer.read_session is not None  # the rescoring reads through its own graph
     # the greedy path is long enough for the check to mean something: whole expressions
     images, mask = pad_batch(samples)
     assert min(len(r.best.ids) for r in recognizer.search(images, beam=1, mask=mask)) >= 3
@@ -94,6 +95,23 @@ def test_the_runtime_decodes_as_the_pytorch_step_model_does(trained, samples, pa
             assert all(rescored) if beam > 1 else not any(rescored)
     one_by_one = [recognizer.search(x[None], beam=beam)[0].best.ids for x in samples]
     assert one_by_one == [r.best.ids for r in expected]
+
+
+def test_the_read_graph_reads_as_the_step_graph_does(package, samples):
+    """Teacher forcing in one call gives each step's log-probabilities, in padded rows too."""
+    images, mask = pad_batch(samples)
+    steps = OnnxRecognizer(package).step_model(images, mask)
+    assert isinstance(steps, TransformerStepModel) and steps.read_all is not None
+    vocab = package.vocab
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(len(vocab.tokens) - 20, len(vocab.tokens), (len(samples), 6))
+    tokens[:, 0] = vocab.eos_id  # as the rescoring reads: right to left, from <eos>
+    index = np.arange(len(samples))[::-1].copy()  # each row may read another input
+    read = steps.read_all(tokens, index)
+    state = steps.select(steps.start(), index)
+    for t in range(tokens.shape[1]):
+        logp, state = steps.step(tokens[:, t], state)
+        assert np.abs(read[:, t] - logp).max() <= LOGIT_TOLERANCE
 
 
 def test_a_state_is_valid_for_the_next_call_only(package, samples):
