@@ -2,6 +2,7 @@
 
     python -m model_export.bench [--package DIR] [--checkpoint PT] [--baseline DIR]
                                  [--images N] [--full] [--gates] [--json OUT] [--markdown OUT]
+                                 [--references]
 
 On CROHME 2014 test expressions (an even spread of N by default, all 986 with --full),
 rendered from their InkML as the pipeline's evaluation does, after warm-up: latency p50/p95
@@ -12,9 +13,11 @@ beside PyTorch greedy, ONNX-vs-PyTorch greedy agreement, and ExpRate on the corp
 256x256 PNG renderings of the same expressions and on degraded copies of those (photos and
 scans as people send them), relative to the strokes' ExpRate. A candidate package is also
 timed against the bundled release (`--baseline`): beam 5 at 1 thread, both packages side by
-side on the same expressions, each read at its own preprocessing. Latency runs alternate between
-the backends in short chunks, so that a busy neighbour on this shared machine slows both
-alike; the ratios are what to compare across runs, not the absolute times.
+side on the same expressions, each read at its own preprocessing (`--references`: that alone,
+both made to write the reference expressions, for weights not trained yet, which never end).
+Latency runs alternate between the backends in short chunks, so that a busy neighbour on
+this shared machine slows both alike; the ratios are what to compare across runs, not the
+absolute times.
 
 A checkpoint without its package is exported on the fly. Without a checkpoint (no
 models/release/checkpoint.pt) it trains a tiny model for a few seconds and says so: the
@@ -56,6 +59,7 @@ from inktex.metrics import score
 from inktex.package import ModelPackage
 from inktex.preprocess import pad_batch, size_batches
 from inktex.runtime import OnnxRecognizer
+from inktex.search import decode
 from model_export.field import field_table, release_gates
 from training.checkpoint import load_checkpoint
 from training.decoding import recognize_batch
@@ -267,6 +271,65 @@ def measure_against_baseline(
         "images": count,
         "mean_input_pixels": {
             k: round(statistics.mean(x.size for x in v)) for k, v in prepared.items()
+        },
+        "latency_ms": stats,
+        "candidate_over_baseline_p50": round(
+            stats["candidate"]["p50"] / stats["baseline"]["p50"], 4
+        ),
+    }
+
+
+class WritesReference:
+    """A step model that writes a given expression: at step t every row's log-probabilities
+    with the expression's token t (then <eos>) 30 nats likelier. Timed so, two packages write
+    what a model that reads the expression right would write, in the grammar's order, as
+    many tokens as it has; untrained weights would never end."""
+
+    def __init__(self, model, ids: list[int], eos_id: int):
+        self.model, self.ids, self.eos_id, self.steps = model, ids, eos_id, 0
+        self.read_all = getattr(model, "read_all", None)  # the rescoring's, if it has one
+
+    def start(self):
+        return self.model.start()
+
+    def select(self, state, rows):
+        return self.model.select(state, rows)
+
+    def step(self, tokens, state):
+        logp, state = self.model.step(tokens, state)
+        t, self.steps = self.steps, self.steps + 1
+        logp[:, self.ids[t] if t < len(self.ids) else self.eos_id] += 30
+        return logp, state
+
+
+def beam_writing_references(
+    package: ModelPackage, baseline_dir: Path, samples: list[Sample], beam: int
+) -> dict:
+    """Beam latency at 1 thread of the package beside the baseline's, both made to write each
+    expression's reference (`WritesReference`), taking turns on the same expressions: the
+    speed gate for weights not trained yet (random ones, at the widths to be trained)."""
+    baseline = ModelPackage.load(baseline_dir)
+    runners, expected = {}, {}
+    for name, pkg in (("candidate", package), ("baseline", baseline)):
+        recognizer = OnnxRecognizer(pkg, 1, 1)
+        xs = [inputs.from_path(inkml_of(s), pkg.preprocess) for s in samples]
+        refs = expected[name] = [pkg.vocab.encode(s.tokens) for s in samples]
+
+        def run(i: int, r: OnnxRecognizer = recognizer, xs: list = xs, refs: list = refs):
+            model = r.step_model(xs[i][None], buffers=r._buffers)
+            steps = WritesReference(model, refs[i], r.vocab.eos_id)
+            found = decode(steps, 1, r.vocab, r.max_len, beam, r.length_penalty, r.bidirectional)
+            return found[0].best.ids
+
+        runners[name] = run
+    stats, written = latency_pass(runners, range(len(samples)), f"beam {beam}, references")
+    return {
+        "beam": beam,
+        "images": len(samples),
+        "median_tokens": statistics.median(len(s.tokens) for s in samples),
+        "wrote_the_reference": {
+            k: sum(ids == ref for ids, ref in zip(v, expected[k], strict=True))
+            for k, v in written.items()
         },
         "latency_ms": stats,
         "candidate_over_baseline_p50": round(
@@ -667,10 +730,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes timed (5)")
     parser.add_argument("--json", type=Path, default=Path("runs/bench/bench.json"))
     parser.add_argument("--markdown", type=Path, default=Path("runs/bench/bench.md"))
+    parser.add_argument(
+        "--references",
+        action="store_true",
+        help="only the beam against the baseline, both made to write the references "
+        "(for weights not trained yet, which never end)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="inktex-bench-") as tmp:
         model = resolve_model(args.package, args.checkpoint, Path(tmp))
         samples = load_samples(args.images, args.full)
+        if args.references:
+            package = ModelPackage.load(model.package)
+            found = beam_writing_references(package, args.baseline, samples, BASELINE_BEAM)
+            print(json.dumps(found))
+            return 0
         result = run_bench(model, samples, cold_runs=args.cold_runs, baseline=args.baseline)
     for path, text in (
         (args.json, json.dumps(result, indent=2)),
