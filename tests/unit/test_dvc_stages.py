@@ -1,8 +1,9 @@
-"""dvc.yaml's train stage depends on the code that training runs, all of it and no more.
+"""dvc.yaml's train and export stages depend on the code they run, all of it and no more.
 
 All of it: an edit to anything `training.train` imports (at module scope or inside a
 function) must make `dvc repro` train again. No more: an edit to fine-tuning, the
-exporter, the functions or the local stack must leave a trained model current.
+exporter, the functions or the local stack must leave a trained model current; an edit to
+the trainer's loop leaves an exported model current.
 """
 
 from __future__ import annotations
@@ -59,3 +60,17 @@ def test_the_train_stage_depends_on_what_training_imports():
         "not imported": sorted(str(p.relative_to(REPO)) for p in listed - code),
     }
     assert not any(d.startswith(("functions", "local_stack", "model_export")) for d in deps)
+
+
+def test_the_export_stage_depends_on_the_training_modules_export_imports():
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["export"]
+    deps = set(stage["deps"])
+    assert {"inktex", "model_export"} <= deps and "training" not in deps
+    listed = {REPO / d for d in deps if d.startswith("training")}
+    code = {
+        p for p in imported_files("model_export.release") if p.is_relative_to(REPO / "training")
+    }
+    assert listed == code, {
+        "missing": sorted(str(p.relative_to(REPO)) for p in code - listed),
+        "not imported": sorted(str(p.relative_to(REPO)) for p in listed - code),
+    }
