@@ -27,6 +27,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from inktex import inputs, plugins
+from inktex.bound import BoundRows
 from inktex.data import REPO_ROOT
 from inktex.errors import InkTeXError, ModelPackageError
 from inktex.latex import to_latex
@@ -76,11 +77,6 @@ STEP_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 TRANSFORMER_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
-def _ortvalue(array: np.ndarray) -> ort.OrtValue:
-    # On the CPU an OrtValue wraps the numpy buffer: no copy, as long as the array lives.
-    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
-
-
 @dataclass(frozen=True)
 class StepState:
     """Decoder rows; `serial` > 0 marks arrays that live in the step model's own buffers."""
@@ -91,7 +87,7 @@ class StepState:
     serial: int = 0
 
 
-class _Buffers:
+class _Buffers(BoundRows):
     """Bound buffers for one row count: each row's copy of the encoder's outputs, the tokens,
     the log-probabilities, and two state buffers that each step reads one of and writes the
     other."""
@@ -100,14 +96,11 @@ class _Buffers:
         def zeros(*shape: int, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
             return np.zeros(shape, dtype=dtype)
 
+        super().__init__(model.encoded, rows)
         self.token = zeros(rows, dtype=np.int64)
         self.log_probs = zeros(rows, model.vocab_size)
         self.hidden = [zeros(rows, model.hidden0.shape[1]) for _ in range(2)]
         self.coverage = [zeros(rows, 1, *model.grid) for _ in range(2)]
-        # Row i holds a copy of encoded input index[i]; -1: not filled yet.
-        self.index = np.full(rows, -1, dtype=np.int64)
-        self.encoded = {k: zeros(rows, *v.shape[1:]) for k, v in model.encoded.items()}
-        self._values: list[ort.OrtValue] = []
         inputs = {"token": self.token, **self.encoded}
         if model.reads_index:  # older packages' step graphs gather each row's image by index
             inputs["image_index"] = np.arange(rows, dtype=np.int64)  # each row is its own
@@ -117,26 +110,14 @@ class _Buffers:
             binding = model.session.io_binding()
             state = {"hidden": self.hidden[src], "coverage": self.coverage[src]}
             for name, array in {**inputs, **state}.items():
-                binding.bind_ortvalue_input(name, self._keep(array))
+                binding.bind_ortvalue_input(name, self.keep(array))
             for name, array in {
                 "log_probs": self.log_probs,
                 "hidden_out": self.hidden[dst],
                 "coverage_out": self.coverage[dst],
             }.items():
-                binding.bind_ortvalue_output(name, self._keep(array))
+                binding.bind_ortvalue_output(name, self.keep(array))
             self.bindings.append(binding)
-
-    def _keep(self, array: np.ndarray) -> ort.OrtValue:
-        value = _ortvalue(array)
-        self._values.append(value)  # a binding holds the buffer's address, not the array
-        return value
-
-    def read_from(self, encoded: dict[str, np.ndarray], index: np.ndarray) -> None:
-        """Make row i a copy of encoded input index[i] (a beam search does this once)."""
-        if not np.array_equal(index, self.index):
-            for name, rows in self.encoded.items():
-                np.take(encoded[name], index, axis=0, out=rows)
-            self.index[...] = index
 
 
 _serials = itertools.count(1)  # unique across step models, which may share buffers

@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from inktex.bound import BoundRows
+
 FIRST_CAPACITY = 32  # tokens a cache buffer holds before it doubles
 READ_FILE = "decoder_read.onnx"  # a Transformer package's teacher-forcing graph (rescoring)
 
@@ -36,12 +38,7 @@ class CacheState:
     serial: int = 0
 
 
-def _ortvalue(array: np.ndarray) -> ort.OrtValue:
-    # On the CPU an OrtValue wraps the numpy buffer: no copy, as long as the array lives.
-    return ort.OrtValue.ortvalue_from_numpy(array)
-
-
-class _CacheBuffers:
+class _CacheBuffers(BoundRows):
     """Bound buffers for one row count: the tokens, the log-probabilities, each row's copy of
     the encoder's outputs, and two of each state buffer (cache, coverage)."""
 
@@ -49,15 +46,13 @@ class _CacheBuffers:
         def zeros(*shape: int, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
             return np.zeros(shape, dtype=dtype)
 
+        super().__init__(model.encoded, rows)
         self.rows = rows
         self.entry = (rows, *model.entry)  # one token's cache entry for every row
         self.token = zeros(rows, dtype=np.int64)
         self.log_probs = zeros(rows, model.vocab_size)
         self.coverage = [zeros(rows, *model.coverage) for _ in range(2)]
         self.cache = [zeros(FIRST_CAPACITY, *self.entry) for _ in range(2)]
-        self.index = np.full(rows, -1, dtype=np.int64)  # which input row i copies; -1: none
-        self.encoded = {k: zeros(rows, *v.shape[1:]) for k, v in model.encoded.items()}
-        self._values: list[ort.OrtValue] = []  # a binding holds the address, not the array
         self.bindings = []
         for src in (0, 1):  # which coverage buffer the step reads
             binding = model.session.io_binding()
@@ -66,18 +61,13 @@ class _CacheBuffers:
                 **self.encoded,
                 "coverage": self.coverage[src],
             }.items():
-                binding.bind_ortvalue_input(name, self._keep(array))
+                binding.bind_ortvalue_input(name, self.keep(array))
             for name, array in {
                 "log_probs": self.log_probs,
                 "coverage_out": self.coverage[1 - src],
             }.items():
-                binding.bind_ortvalue_output(name, self._keep(array))
+                binding.bind_ortvalue_output(name, self.keep(array))
             self.bindings.append(binding)
-
-    def _keep(self, array: np.ndarray) -> ort.OrtValue:
-        value = _ortvalue(array)
-        self._values.append(value)
-        return value
 
     def hold(self, slot: int, tokens: int) -> np.ndarray:
         """Cache buffer `slot`, grown (keeping its first `tokens` entries) to hold one more."""
@@ -91,13 +81,6 @@ class _CacheBuffers:
             grown[: len(kept)] = kept
             self.cache[slot] = cache = grown
         return cache
-
-    def read_from(self, encoded: dict[str, np.ndarray], index: np.ndarray) -> None:
-        """Make row i a copy of encoded input index[i] (a search does this once)."""
-        if not np.array_equal(index, self.index):
-            for name, rows in self.encoded.items():
-                np.take(encoded[name], index, axis=0, out=rows)
-            self.index[...] = index
 
 
 _serials = itertools.count(1)
