@@ -15,6 +15,10 @@ pixels, `inktex.preprocess.pad_batch`). The encoder zeroes the padding before ev
 convolution that looks at neighbours, so an input's features are the same alone or padded
 in a batch; attention and the initial state ignore the padded positions.
 
+The encoders normalise with BatchNorm (`norm: batch`, every released model) or with
+`MaskedGroupNorm` (`norm: group`): each input's own statistics over its own pixels, the same
+in training and serving and the same alone or padded.
+
 Shapes: B batch, H x W input, h x w = H/16 x W/16 feature grid, C feature channels,
 A attention size, D decoder hidden size, V vocabulary size; masks are (B, 1, H, W) or
 (B, 1, h, w), float 0/1.
@@ -39,6 +43,7 @@ class ModelConfig:
     depths: tuple[int, ...] = (4, 8, 8)  # dense: bottleneck layers per block
     stem: int = 32  # dense: channels of the first convolution
     resnet_width: int = 64  # seed: channels of ResNet-18's first stage (64 is the original)
+    norm: str = "batch"  # encoder: batch (BatchNorm, every released model) | group (masked)
     embed: int = 256
     hidden: int = 256
     attention: int = 256
@@ -97,27 +102,84 @@ def mask_at(mask: torch.Tensor, stride: int) -> torch.Tensor:
     return mask[:, :, ::stride, ::stride] if stride > 1 else mask
 
 
+class MaskedGroupNorm(nn.Module):
+    """GroupNorm (Wu and He 2018) whose statistics cover each input's own pixels only.
+
+    No running statistics: training and serving normalise alike, and an input's features do
+    not depend on what else is in its batch or on how much padding surrounds it. Called with
+    the input's mask at this layer's resolution. The padding is zeroed on the way in, so it
+    comes out as each channel's shift: normalised by statistics that never saw it, it could
+    otherwise grow layer after layer until it overflowed, and an infinity times the mask's
+    zero before a convolution would carry NaN into the input's own pixels."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        # 8 groups, not the paper's 32: the dense encoder's layers are 16-216 channels wide,
+        # and 32 groups there would hold 1-7 channels each, close to normalising each channel
+        # alone. The largest divisor of `channels` up to 8, because groups must be equal.
+        self.groups = max(g for g in range(1, 9) if channels % g == 0)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # fp32 statistics under autocast, as autocast runs nn.GroupNorm: bf16 sums over a
+        # whole image would lose the mean
+        xf, m = x.float(), mask.float()
+        xm = xf * m  # (B, C, h, w), the padding zeroed
+        per_group = (self.groups, xf.shape[1] // self.groups)
+        # one pass, E[x^2] - E[x]^2 from sums per channel then per group: the two-pass form
+        # (centre, then square) made the ONNX encoder 1.4x slower, and in fp32 this one stays
+        # within the 1e-5 the alone-or-padded tests ask
+        s1 = xm.sum(dim=(2, 3)).unflatten(1, per_group).sum(2, keepdim=True)  # (B, G, 1)
+        s2 = (xm * xf).sum(dim=(2, 3)).unflatten(1, per_group).sum(2, keepdim=True)
+        count = m.sum(dim=(2, 3))[:, :, None] * per_group[1]  # (B, 1, 1)
+        mean = s1 / count
+        var = (s2 / count - mean.square()).clamp_min(0)
+        rstd = torch.rsqrt(var + self.eps).expand(-1, -1, per_group[1]).flatten(1)  # (B, C)
+        scale = self.weight * rstd
+        shift = self.bias - mean.expand(-1, -1, per_group[1]).flatten(1) * scale
+        return (xm * scale[:, :, None, None] + shift[:, :, None, None]).to(x.dtype)
+
+
+def _norm(channels: int, kind: str) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return MaskedGroupNorm(channels)
+    raise ValueError(f"unknown normalisation {kind!r}: use 'batch' or 'group'")
+
+
+def _apply(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`, with the mask (at x's resolution) when the layer is a masked norm."""
+    return layer(x, mask) if isinstance(layer, MaskedGroupNorm) else layer(x)
+
+
+def _run(layers: nn.Sequential, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        x = _apply(layer, x, mask)
+    return x
+
+
 class _DenseLayer(nn.Module):
     """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, output concatenated to the input (DenseNet-B).
 
     The 3x3 convolution reads its neighbours: the padding is zeroed before it, as a lone
     input's border would be."""
 
-    def __init__(self, channels: int, growth: int):
+    def __init__(self, channels: int, growth: int, norm: str = "batch"):
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(channels),
+            _norm(channels, norm),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, 4 * growth, 1, bias=False),
-            nn.BatchNorm2d(4 * growth),
+            _norm(4 * growth, norm),
             nn.ReLU(inplace=True),
             nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = x
-        for module in self.body[:-1]:
-            h = module(h)
+        h = _run(self.body[:-1], x, mask)
         return torch.cat([x, self.body[-1](h * mask)], dim=1)
 
 
@@ -128,27 +190,37 @@ class DenseEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(1, cfg.stem, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(cfg.stem),
+            _norm(cfg.stem, cfg.norm),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         ]
         channels = cfg.stem
-        self.strides: dict[int, int] = {}  # dense layer's index in `body` -> its stride
+        # index in `body` of each layer that takes the mask -> its stride: the dense layers,
+        # and the norms when they are masked. The export's rearranged `body` swaps only a
+        # convolution and a pool, so the indices hold for it too.
+        self.strides: dict[int, int] = {1: 2} if cfg.norm == "group" else {}
+
+        def add_norm(stride: int) -> None:
+            if cfg.norm == "group":
+                self.strides[len(layers)] = stride
+            layers.append(_norm(channels, cfg.norm))
+
         for i, depth in enumerate(cfg.depths):
             for _ in range(depth):
                 self.strides[len(layers)] = 4 * 2**i
-                layers.append(_DenseLayer(channels, cfg.growth))
+                layers.append(_DenseLayer(channels, cfg.growth, cfg.norm))
                 channels += cfg.growth
             if i < len(cfg.depths) - 1:
                 out = channels // 2
+                add_norm(4 * 2**i)
                 layers += [
-                    nn.BatchNorm2d(channels),
                     nn.ReLU(inplace=True),
                     nn.Conv2d(channels, out, 1, bias=False),
                     nn.AvgPool2d(2),
                 ]
                 channels = out
-        layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        add_norm(4 * 2 ** (len(cfg.depths) - 1))
+        layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
         self.out_channels = channels
 
@@ -164,23 +236,23 @@ class DenseEncoder(nn.Module):
 class _BasicBlock(nn.Module):
     """ResNet's basic block; the padding is zeroed before each 3x3 convolution."""
 
-    def __init__(self, channels_in: int, channels: int, stride: int):
+    def __init__(self, channels_in: int, channels: int, stride: int, norm: str = "batch"):
         super().__init__()
         self.conv1 = nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = _norm(channels, norm)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = _norm(channels, norm)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or channels_in != channels:
             self.downsample = nn.Sequential(
-                nn.Conv2d(channels_in, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+                nn.Conv2d(channels_in, channels, 1, stride, bias=False), _norm(channels, norm)
             )
 
     def forward(self, x: torch.Tensor, mask_in: torch.Tensor, mask_out: torch.Tensor):
-        out = self.relu(self.bn1(self.conv1(x * mask_in)))
-        out = self.bn2(self.conv2(out * mask_out))
-        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(_apply(self.bn1, self.conv1(x * mask_in), mask_out))
+        out = _apply(self.bn2, self.conv2(out * mask_out), mask_out)
+        shortcut = x if self.downsample is None else _run(self.downsample, x, mask_out)
         return self.relu(out + shortcut)
 
 
@@ -194,7 +266,7 @@ class ResNetEncoder(nn.Module):
         width = cfg.resnet_width
         self.stem = nn.Sequential(
             nn.Conv2d(1, width, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(width),
+            _norm(width, cfg.norm),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
@@ -202,14 +274,18 @@ class ResNetEncoder(nn.Module):
         channels, stride = width, 4
         for stage, out in enumerate((width, 2 * width, 4 * width, 8 * width)):
             step = 2 if stage in (1, 2) else 1  # stages 2 and 3 halve; stage 4 keeps 16x
-            blocks += [_BasicBlock(channels, out, step), _BasicBlock(out, out, 1)]
+            blocks += [
+                _BasicBlock(channels, out, step, cfg.norm),
+                _BasicBlock(out, out, 1, cfg.norm),
+            ]
             self.strides += [(stride, stride * step), (stride * step, stride * step)]
             channels, stride = out, stride * step
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, body=None) -> torch.Tensor:
-        x = self.stem(x * mask)
+        x = _run(self.stem[:3], x * mask, mask_at(mask, 2))  # convolution and norm at 2x
+        x = self.stem[3](x)  # inputs span an even number of cells here: no window reaches past
         for block, (s_in, s_out) in zip(self.blocks, self.strides, strict=True):
             x = block(x, mask_at(mask, s_in), mask_at(mask, s_out))
         return x

@@ -95,7 +95,8 @@ def lr_factor(progress: float, step: int, warmup: int) -> float:
 
 
 def same_encoder(a: ModelConfig, b: ModelConfig) -> bool:
-    """Whether two models' encoders have the same weights' shapes (their decoders may differ)."""
+    """Whether two models' encoders have the same weights' shapes (their decoders may differ).
+    `norm` is the encoder's: BatchNorm's weights fit its running statistics, not an input's own."""
     decoder_fields = (
         "decoder",
         "embed",
@@ -115,8 +116,9 @@ def same_encoder(a: ModelConfig, b: ModelConfig) -> bool:
 
 def train_mode(model: Recognizer, freeze_batchnorm: bool, freeze_encoder: bool = False) -> None:
     """Training mode; with `freeze_batchnorm` BatchNorm keeps normalising with its running
-    statistics, as serving does, so the weights fit the statistics that inference will use;
-    a frozen encoder stays wholly in evaluation mode."""
+    statistics, as serving does, so the weights fit the statistics that inference will use
+    (`norm: group` has none, so nothing to freeze); a frozen encoder stays wholly in evaluation
+    mode."""
     model.train()
     if freeze_encoder:
         model.encoder.eval()
@@ -227,6 +229,12 @@ def train(
         if init_model.cfg == model.cfg:
             model.load_state_dict(init_model.state_dict())
             log.info("started from the weights of %s", init)
+        elif init_model.cfg.norm != model.cfg.norm:
+            raise ValueError(
+                f"{init} normalises with {init_model.cfg.norm!r} norm and this run with "
+                f"{model.cfg.norm!r}: its weights fit other statistics. Start from scratch "
+                f'(train.init: "") or set model.norm: {init_model.cfg.norm}'
+            )
         elif same_encoder(init_model.cfg, model.cfg):  # a new decoder on a trained encoder
             model.encoder.load_state_dict(init_model.encoder.state_dict())
             log.info("started the encoder from the weights of %s, the decoder anew", init)

@@ -36,9 +36,9 @@ def tiny_data(tmp_path_factory) -> Path:
     return out
 
 
-def params(arch: str, decoder: str = "gru", **overrides) -> dict:
+def params(arch: str, decoder: str = "gru", norm: str = "batch", **overrides) -> dict:
     return {
-        "model": {"arch": arch, "width": "tiny", "decoder": decoder},
+        "model": {"arch": arch, "width": "tiny", "decoder": decoder, "norm": norm},
         "train": {"preset": "tiny", "seed": 0, "overrides": overrides},
     }
 
@@ -133,13 +133,37 @@ def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
     samples = load_samples(tiny_data, 5)  # of different sizes: padded together, with masks
     assert len({x.shape for x in samples}) > 1
     package = export_package(checkpoint, tmp_path / "package", samples)
-    model, vocab, _, _ = load_checkpoint(checkpoint)
+    model, vocab, _, payload = load_checkpoint(checkpoint)
+    assert "norm" not in payload["model_config"] and model.cfg.norm == "batch"  # an older one
     torch_tokens = recognize_arrays(model, samples, vocab, torch.device("cpu"))
     onnx = OnnxRecognizer(package)
     assert [r.tokens for r in onnx.recognize_inputs(samples, beam=1)] == torch_tokens
     manifest = json.loads((tmp_path / "package" / "manifest.json").read_text())
     assert manifest["version"] == package.version == onnx.version
     assert "trained from scratch" in (tmp_path / "package" / "MODEL_CARD.md").read_text()
+
+
+def test_a_group_norm_model_trains_from_scratch_and_its_export_matches_pytorch(tiny_data, tmp_path):
+    from inktex.runtime import OnnxRecognizer
+    from model_export.export import export_package, load_samples
+    from training.checkpoint import load_checkpoint
+    from training.decoding import recognize_arrays
+
+    report = train(
+        params("dense", norm="group", epochs=1000, max_steps=3), tiny_data, tmp_path, resume=False
+    )
+    assert report["steps"] == 3
+    model, vocab, _, payload = load_checkpoint(tmp_path / "best.pt")
+    assert payload["model_config"]["norm"] == "group"
+    assert not any(name.endswith("running_mean") for name in payload["state_dict"])
+    samples = load_samples(tiny_data, 5)  # of different sizes: padded together, with masks
+    assert len({x.shape for x in samples}) > 1
+    package = export_package(tmp_path / "best.pt", tmp_path / "package", samples)  # verifies
+    onnx = OnnxRecognizer(package)
+    torch_tokens = recognize_arrays(model, samples, vocab, torch.device("cpu"))
+    assert [r.tokens for r in onnx.recognize_inputs(samples, beam=1)] == torch_tokens
+    card = (tmp_path / "package" / "MODEL_CARD.md").read_text()
+    assert '"greedy_identical": 5' in card
 
 
 def test_bf16_autocast_trains_where_the_processor_has_it(tiny_data, tmp_path, caplog):
@@ -179,6 +203,21 @@ def test_weights_of_another_encoder_are_refused(tiny_data, tmp_path):
     run["train"]["init"] = str(tmp_path / "seed" / "best.pt")
     with pytest.raises(ValueError, match="another architecture"):
         train(run, tiny_data, tmp_path / "dense", resume=False)
+
+
+def test_weights_normalised_another_way_are_refused(tiny_data, tmp_path):
+    from training.model import ModelConfig
+    from training.train import same_encoder
+
+    train(params("dense", epochs=1), tiny_data, tmp_path / "batch", resume=False)
+    batch_cfg = torch.load(tmp_path / "batch" / "best.pt", weights_only=False)["model_config"]
+    run = params("dense", "transformer", norm="group", epochs=1)
+    run["train"]["init"] = str(tmp_path / "batch" / "best.pt")
+    with pytest.raises(ValueError, match="normalises with 'batch' norm and this run with 'group'"):
+        train(run, tiny_data, tmp_path / "group", resume=False)
+    batch = ModelConfig.from_dict(batch_cfg)
+    assert not same_encoder(batch, ModelConfig.from_dict({**batch_cfg, "norm": "group"}))
+    assert same_encoder(batch, ModelConfig.from_dict({**batch_cfg, "decoder": "transformer"}))
 
 
 def test_frozen_batchnorm_keeps_its_statistics_while_the_weights_train(tiny_data, tmp_path):
