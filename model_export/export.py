@@ -51,13 +51,19 @@ class EncoderGraph(nn.Module):
     def __init__(self, model: Recognizer):
         super().__init__()
         self.model = model
-        self.body = _pool_before_projection(model.encoder.body)
+        self.body = encoder_body(model)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor):
         features = self.model.encoder(image, mask, body=self.body)
         feature_mask = mask_at(mask, STRIDE)
         keys, state = self.model.decoder.start(features, feature_mask)
         return features, keys, state.hidden, feature_mask
+
+
+def encoder_body(model: Recognizer) -> nn.Sequential | None:
+    """The dense encoder's layers rearranged for export; the ResNet runs as it is (None)."""
+    body = getattr(model.encoder, "body", None)
+    return _pool_before_projection(body) if body is not None else None
 
 
 def _pool_before_projection(body: nn.Sequential) -> nn.Sequential:
@@ -186,7 +192,7 @@ def _export_graph(
 def export_graphs(model: Recognizer, out_dir: Path, version: str) -> None:
     model = model.eval().float()
     if model.cfg.decoder == "transformer":
-        body = _pool_before_projection(model.encoder.body)
+        body = encoder_body(model)
         export_transformer_graphs(
             model, body, out_dir, lambda *graph: _export_graph(*graph, version=version)
         )

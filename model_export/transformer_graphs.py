@@ -102,7 +102,7 @@ class TransformerEncoderGraph(nn.Module):
     k) of the grid, computed once per image, the padding bias (B, 1, 1, L) and the features'
     mask (B, 1, h, w)."""
 
-    def __init__(self, model: Recognizer, body: nn.Sequential):
+    def __init__(self, model: Recognizer, body: nn.Sequential | None):
         super().__init__()
         self.model = model
         self.body = body  # the encoder's layers as the GRU export rearranges them
@@ -243,7 +243,9 @@ def reading_difference(
     )
 
 
-def export_transformer_graphs(model: Recognizer, body: nn.Sequential, out: Path, export) -> None:
+def export_transformer_graphs(
+    model: Recognizer, body: nn.Sequential | None, out: Path, export
+) -> None:
     """Both graphs into `out` through `export(module, args, path, inputs, outputs, axes)`."""
     from inktex.package import ENCODER_FILE, STEP_FILE
 

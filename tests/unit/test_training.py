@@ -143,19 +143,23 @@ def test_export_matches_pytorch_and_serves_the_same_tokens(tiny_data, tmp_path):
     assert "trained from scratch" in (tmp_path / "package" / "MODEL_CARD.md").read_text()
 
 
-def test_a_group_norm_model_trains_from_scratch_and_its_export_matches_pytorch(tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    ("arch", "norm"), [("dense", "group"), ("seed", "group"), ("seed", "batch")]
+)
+def test_a_model_from_scratch_exports_as_pytorch_reads(arch, norm, tiny_data, tmp_path):
     from inktex.runtime import OnnxRecognizer
     from model_export.export import export_package, load_samples
     from training.checkpoint import load_checkpoint
     from training.decoding import recognize_arrays
 
     report = train(
-        params("dense", norm="group", epochs=1000, max_steps=3), tiny_data, tmp_path, resume=False
+        params(arch, norm=norm, epochs=1000, max_steps=3), tiny_data, tmp_path, resume=False
     )
     assert report["steps"] == 3
     model, vocab, _, payload = load_checkpoint(tmp_path / "best.pt")
-    assert payload["model_config"]["norm"] == "group"
-    assert not any(name.endswith("running_mean") for name in payload["state_dict"])
+    assert payload["model_config"]["norm"] == norm
+    statistics = any(name.endswith("running_mean") for name in payload["state_dict"])
+    assert statistics == (norm == "batch")
     samples = load_samples(tiny_data, 5)  # of different sizes: padded together, with masks
     assert len({x.shape for x in samples}) > 1
     package = export_package(tmp_path / "best.pt", tmp_path / "package", samples)  # verifies
