@@ -37,6 +37,8 @@ class TrainConfig:
     # model): training then sees the normalisation that serving uses, and they stay fixed
     freeze_batchnorm: bool = False
     freeze_encoder: bool = False  # train the decoder alone (a new decoder on trained features)
+    encoder_lr_scale: float = 1.0  # the encoder's rate as a share of `lr`: a trained encoder
+    # unfrozen under a decoder still learning moves slowly, so the decoder cannot undo it
     bidirectional: bool = False  # also read each label right to left (BTTR), one encoding
 
     def to_dict(self) -> dict:

@@ -201,6 +201,27 @@ def test_a_new_decoder_learns_both_ways_on_a_trained_encoder(tiny_data, tmp_path
     assert any(k.startswith("decoder.layers.") for k in weights)
 
 
+def test_the_encoder_trains_at_its_own_share_of_the_rate(tiny_data, tmp_path):
+    train(params("dense", epochs=1), tiny_data, tmp_path / "start", resume=False)
+    start = torch.load(tmp_path / "start" / "best.pt", weights_only=False)["state_dict"]
+    moved = {}
+    for scale in (0.0, 0.1, 1.0):
+        run = params("dense", epochs=1, encoder_lr_scale=scale, freeze_batchnorm=True)
+        run["train"]["init"] = str(tmp_path / "start" / "best.pt")
+        train(run, tiny_data, tmp_path / str(scale), resume=False)
+        after = torch.load(tmp_path / str(scale) / "last.pt", weights_only=False)["state_dict"]
+        moved[scale] = {
+            part: max(
+                (after[k] - v).abs().max().item()
+                for k, v in start.items()
+                if k.startswith(part) and v.is_floating_point()
+            )
+            for part in ("encoder.", "decoder.")
+        }
+    assert moved[0.0]["encoder."] == 0.0 and moved[0.0]["decoder."] > 0.0
+    assert 0.0 < moved[0.1]["encoder."] < moved[1.0]["encoder."]
+
+
 def test_weights_of_another_encoder_are_refused(tiny_data, tmp_path):
     train(params("seed", epochs=1), tiny_data, tmp_path / "seed", resume=False)
     run = params("dense", "transformer", epochs=1)
