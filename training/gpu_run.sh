@@ -22,7 +22,7 @@ MINUTES=${1:-11}
 OUT=${OUT:-/tmp/out}
 DATA=${GPU_DATA:-.gpu/prepared}
 RUN=${RUN_DIR:-runs/gpu}
-INIT=${INIT-models/lineage/session9-transformer.pt}  # the newest weights; INIT= from scratch
+INIT=${INIT-models/lineage/session10-transformer.pt}  # the newest weights; INIT= from scratch
 mkdir -p "$OUT" "$RUN"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TQDM_MININTERVAL=20
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
