@@ -131,13 +131,14 @@ def train_mode(model: Recognizer, freeze_batchnorm: bool, freeze_encoder: bool =
 def param_groups(model: Recognizer, tcfg: TrainConfig) -> list[dict]:
     """The optimiser's groups: the encoder's trainable weights at `encoder_lr_scale` of the
     rate, the rest at the rate (each group's `lr_scale`, which the schedule multiplies)."""
-    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
-    encoder_ids = {id(p) for p in encoder}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
-    groups = [{"params": rest, "lr": tcfg.lr, "lr_scale": 1.0}]
+    encoder: list[torch.nn.Parameter] = []
+    rest: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (encoder if name.startswith("encoder.") else rest).append(p)
+    groups = [{"params": rest, "lr_scale": 1.0}]  # first: the rate logged is the decoder's
     if encoder:
-        scale = tcfg.encoder_lr_scale
-        groups.append({"params": encoder, "lr": tcfg.lr * scale, "lr_scale": scale})
+        groups.append({"params": encoder, "lr_scale": tcfg.encoder_lr_scale})
     return groups
 
 
@@ -214,7 +215,9 @@ def train(
     model = build_model(params, vocab, device)
     if tcfg.freeze_encoder:  # the decoder learns to read features that stay as they are
         model.encoder.requires_grad_(False)
-    optimizer = torch.optim.AdamW(param_groups(model, tcfg), weight_decay=tcfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, tcfg), lr=tcfg.lr, weight_decay=tcfg.weight_decay
+    )
     state = {
         "epoch": 0,
         "step": 0,
@@ -414,12 +417,9 @@ def train(
         )
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            rate = tcfg.lr * lr_factor(progress(), state["step"], tcfg.warmup_steps)
             for group in optimizer.param_groups:
-                group["lr"] = (
-                    group["lr_scale"]
-                    * tcfg.lr
-                    * lr_factor(progress(), state["step"], tcfg.warmup_steps)
-                )
+                group["lr"] = group["lr_scale"] * rate
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, accuracy = teacher_forcing_loss(
                     net,
