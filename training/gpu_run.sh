@@ -3,14 +3,17 @@
 #   Here:  make gpu-data    (packs data/prepared into .gpu/, which `carry` sends along)
 #   There: bash training/gpu_run.sh [MINUTES]
 # A device call lasts at most 10 minutes and a lease 15, so a run of MINUTES may take two
-# calls: the first is cut by its timeout (`timeout 560 bash training/gpu_run.sh 11`), the
+# calls: the first is cut by its timeout (`timeout 585 bash training/gpu_run.sh 10`), the
 # second resumes the same schedule from runs/gpu/last.pt (saved at every validation, kept on
-# the warm machine), trains what is left, then exports and scores.
+# the warm machine), trains what is left, then exports and scores. $OUT brings back 8 files
+# at most, so the package stays in $RUN: the weights, logs and scores come back.
 #
 # The recipe: params.yaml's model (the Transformer decoder) on the gpu preset's schedule,
 # bf16 autocast, batches of up to 128 inputs under 4 M pixels from 12 loader workers, both
-# reading directions, stroke augmentation on a quarter of the inputs, the whole model
-# training with BatchNorm on its statistics. Teacher forcing runs every token of the
+# reading directions, stroke augmentation on half of the inputs (a lease gives the model
+# tens of epochs, where it would otherwise learn its training set by heart), the whole model
+# training at a peak of 1e-3 (the preset's 2e-3 is for a model from scratch) with BatchNorm
+# on its statistics. Teacher forcing runs every token of the
 # Transformer at once, so a step is a few large kernels, not a launch per token: the GPU is
 # kept busy by the batch size. Not compiled: every batch has another size (inputs are
 # bucketed, not resized), and compiled graphs and CUDA graphs are per shape.
@@ -24,7 +27,7 @@ DATA=${GPU_DATA:-.gpu/prepared}
 RUN=${RUN_DIR:-runs/gpu}
 INIT=${INIT-models/lineage/session10-transformer.pt}  # the newest weights; INIT= from scratch
 mkdir -p "$OUT" "$RUN"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TQDM_MININTERVAL=20
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TQDM_MININTERVAL=20
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 echo "== smoke test: CUDA, bf16 autocast, one training step"
@@ -41,6 +44,11 @@ loss.backward()
 print("smoke ok:", torch.__version__, torch.cuda.get_device_name(), float(loss))
 PY
 
+# DataLoader workers hand batches over in shared memory: a small /dev/shm fails the run.
+df -h /dev/shm || true
+[ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 16000000 ] 2>/dev/null \
+  || mount -o remount,size=32G /dev/shm 2>/dev/null || true
+
 echo "== train for $MINUTES minutes in all (resumes $RUN/last.pt if a first call was cut)"
 # From trained weights BatchNorm stays on their running statistics (a fixed affine map), so
 # that padded, size-bucketed batches normalise as serving does from the first step.
@@ -48,7 +56,7 @@ FREEZE=$([ -n "$INIT" ] && echo true || echo false)
 python3 -m training.train --data "$DATA" --out "$RUN" --mirror "$OUT" \
   --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
   --set train.init="$INIT" --set train.freeze_batchnorm="$FREEZE" \
-  --set train.bidirectional=true --set train.augment_prob=0.25 \
+  --set train.lr=0.001 --set train.bidirectional=true --set train.augment_prob=0.5 \
   ${EXTRA_SET:-} \
   2>&1 | tee -a "$OUT/train.log"
 cp "$RUN/log.jsonl" "$OUT/" 2>/dev/null || true
@@ -63,7 +71,7 @@ save_checkpoint(Path(sys.argv[2]), model, vocab, pre, half=True, **kept)
 PY
 
 echo "== export the best checkpoint (the export checks itself against PyTorch)"
-python3 -m model_export.export "$OUT/best_fp16.pt" "$OUT/package" --samples "$DATA" \
+python3 -m model_export.export "$OUT/best_fp16.pt" "$RUN/package" --samples "$DATA" \
   2>&1 | tee "$OUT/export.log"
 
 echo "== score the best checkpoint on CROHME 2013 and 2014"

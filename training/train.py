@@ -194,7 +194,9 @@ def train(
     if device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     else:
-        torch.backends.cudnn.benchmark = True
+        # No cuDNN autotuning: batches are padded to their own sizes, so nearly every batch
+        # is a new shape, and each new shape would be benchmarked afresh.
+        torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
