@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from inktex.errors import ModelPackageError
@@ -37,6 +38,7 @@ from training.model import STRIDE, Recognizer, count_parameters, mask_at
 log = logging.getLogger(__name__)
 OPSET = 18
 LOGIT_TOLERANCE = 1e-4
+HALF_MIN_ELEMENTS = 64  # below this a Cast node costs more bytes than fp16 saves
 
 
 class EncoderGraph(nn.Module):
@@ -181,12 +183,60 @@ def _export_graph(
         dynamo=False,
         do_constant_folding=True,
     )
-    graph = onnx.load_from_string(buffer.getvalue())
+    graph = store_half(onnx.load_from_string(buffer.getvalue()))
     for key, value in {"inktex_version": version, "producer": "inktex"}.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(graph)
     onnx.save(graph, path)
+
+
+def store_half(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with each float32 initializer that fp16 holds bit for bit stored as fp16 and
+    cast back to float32 by a Cast node: the same arithmetic in half the bytes. The package's
+    weights are fp16 already (`model_export.release`), so most are; those the export computed
+    from them (a product, a scaled copy) stay float32. ONNX Runtime folds the Casts when it
+    loads the graph, so a session holds the very float32 tensors it held before; what this
+    buys is the file's size, which the browser downloads and the API's answers carry
+    (functions/common/web_model.py)."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or init.name in inputs:
+            continue
+        full = numpy_helper.to_array(init)
+        half = full.astype(np.float16)
+        exact = np.array_equal(half.astype(np.float32).view(np.uint32), full.view(np.uint32))
+        if full.size < HALF_MIN_ELEMENTS or not exact:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}_fp16"))
+        casts.append(helper.make_node("Cast", [init.name], [name], to=TensorProto.FLOAT))
+    nodes = [*casts, *graph.node]  # the Casts first: they precede every node that reads them
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+def store_full(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`store_half` undone: each fp16 initializer that a Cast to float32 reads becomes the
+    float32 initializer again, for tools that look for weights as initializers (int8
+    quantisation finds a MatMul's weight only so)."""
+    graph = model.graph
+    halves = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT16}
+    kept = []
+    for node in graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and to == TensorProto.FLOAT and node.input[0] in halves:
+            init = halves.pop(node.input[0])
+            full = numpy_helper.to_array(init).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(full, node.output[0]))
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
 
 
 def export_graphs(model: Recognizer, out_dir: Path, version: str) -> None:
@@ -381,13 +431,16 @@ def quantize_package(package_dir: Path, out_dir: Path) -> ModelPackage:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(package_dir, out_dir)
-    for name in (ENCODER_FILE, STEP_FILE):
-        quantize_dynamic(
-            package_dir / name,
-            out_dir / name,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gemm"],
-        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (ENCODER_FILE, STEP_FILE):
+            full = Path(tmp) / name  # weights as float32 initializers, where it finds them
+            onnx.save(store_full(onnx.load(package_dir / name)), full)
+            quantize_dynamic(
+                full,
+                out_dir / name,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+            )
     manifest = json.loads((package_dir / "manifest.json").read_text())
     write_manifest(out_dir, manifest["version"] + "-int8")
     return ModelPackage.load(out_dir, check_graph_version=False)

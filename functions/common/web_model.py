@@ -13,10 +13,13 @@ uploads). Two routes, both public, as `GET /models` is:
   (the manifest holds their hashes), so the answer is cached for a year (`immutable`),
   with the SHA-256 as its ETag; a promotion changes the URL, not the content behind one.
 
-Only the production version is served, and only files that match its manifest. A graph
-larger than a Lambda answer can carry is not offered, nor a decoder other than the GRU (the
-page's live mode drives GRU step graphs only): the manifest says why, and the page
-recognises on the server instead. Nothing here imports numpy or onnxruntime.
+The graphs are the encoder and the decoder's step graph, GRU or Transformer, and for a
+Transformer trained both ways its read graph, through which the page rescores the beam right
+to left as the server does. Only the production version is served, and only files that match
+its manifest. A graph larger than a Lambda answer can carry is not offered (the export
+stores fp16-exact weights as fp16 to stay under it: `model_export.export.store_half`), nor a
+decoder the page cannot drive: the manifest says why, and the page recognises on the server
+instead. Nothing here imports numpy or onnxruntime.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ from botocore.exceptions import ClientError
 from functions.common.model_bucket import package_key
 from inktex.errors import InkTeXError, InputError
 
-WEB_FILES = ("encoder.onnx", "decoder_step.onnx")
+WEB_FILES = ("encoder.onnx", "decoder_step.onnx")  # every package's
+READ_FILE = "decoder_read.onnx"  # a bidirectional Transformer's, for the right-to-left rescoring
+BROWSER_DECODERS = ("gru", "transformer")  # the step graphs web/app/step-models.js drives
 SETTINGS_FILES = ("vocab.json", "preprocess.json", "model.json")
 # A Lambda answer carries 6 MB, and a binary body travels base64-encoded (4/3 larger).
 MAX_FILE_BYTES = 4_400_000
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
-_SEARCH_SETTINGS = ("max_len", "beam_size", "length_penalty")
+_SEARCH_SETTINGS = ("max_len", "beam_size", "length_penalty", "bidirectional")
 
 
 class WebModelNotFound(InputError):
@@ -100,7 +105,7 @@ class WebModels:
         files: dict = {}
         model = settings["model.json"]
         reason = _decoder_refusal(model)  # set when the browser cannot run this version
-        for name in WEB_FILES:
+        for name in _web_files(model, hashes):
             if name not in hashes:
                 raise WebModelUnavailable(f"model {version}'s manifest does not list {name}")
             if reason:
@@ -121,7 +126,10 @@ class WebModels:
             "version": str(package.get("version") or version),
             "vocab": settings["vocab.json"],
             "preprocess": settings["preprocess.json"],
-            "search": {k: model[k] for k in _SEARCH_SETTINGS if k in model},
+            "search": {
+                **{k: model[k] for k in _SEARCH_SETTINGS if k in model},
+                "decoder": _decoder(model),
+            },
             "files": None if reason else files,
             "browser": not reason,
             "reason": reason,
@@ -134,6 +142,8 @@ class WebModels:
             manifest = self._manifest_of(version)
             if not manifest["files"]:
                 raise WebModelNotFound(manifest["reason"])
+            if name not in manifest["files"]:
+                raise WebModelNotFound(f"model {version} has no {name} for the browser")
             data = self._get(version, name)
             digest = hashlib.sha256(data).hexdigest()
             if digest != manifest["files"][name]["sha256"]:
@@ -144,15 +154,29 @@ class WebModels:
         return self._files[key]
 
 
+def _decoder(model: dict) -> str:
+    """A package's decoder, as model.json names it (older GRU packages name none)."""
+    return str(model.get("decoder") or model.get("model_config", {}).get("decoder") or "gru")
+
+
+def _web_files(model: dict, hashes: dict) -> tuple[str, ...]:
+    """The graphs the browser loads: the encoder and the step graph, and the read graph of a
+    package rescored right to left that has one (without it the page rescores step by step,
+    as the server's runtime does)."""
+    if model.get("bidirectional") and READ_FILE in hashes:
+        return (*WEB_FILES, READ_FILE)
+    return WEB_FILES
+
+
 def _decoder_refusal(model: dict) -> str:
     """Why the browser cannot run a package's decoder ("" when it can): its live mode
-    (web/app/recognizer.js) drives the GRU's step graph, state and all, and nothing else."""
-    decoder = model.get("decoder") or model.get("model_config", {}).get("decoder", "gru")
-    if decoder == "gru":
+    (web/app/step-models.js) drives a GRU's or a Transformer's step graph, state and all."""
+    decoder = _decoder(model)
+    if decoder in BROWSER_DECODERS:
         return ""
     return (
-        f"this model's decoder is a {decoder}; the browser runs GRU decoders only: "
-        "this model runs on the server only"
+        f"this model's decoder is a {decoder}; the browser runs "
+        f"{' and '.join(BROWSER_DECODERS)} decoders only: this model runs on the server only"
     )
 
 
@@ -194,8 +218,9 @@ def graph_answer(
     models: WebModels, production: str, version: str, name: str, if_none_match: str | None = None
 ) -> WebAnswer:
     """`GET /models/{version}/web/{name}`: only the production version's graphs."""
-    if name not in WEB_FILES:
-        raise WebModelNotFound(f"{name} is not a graph the browser loads: {', '.join(WEB_FILES)}")
+    if name not in (*WEB_FILES, READ_FILE):
+        names = ", ".join((*WEB_FILES, READ_FILE))
+        raise WebModelNotFound(f"{name} is not a graph the browser loads: {names}")
     if version != production:
         raise WebModelNotFound(
             f"model {version} is not in production (it is {production or 'unset'}): "

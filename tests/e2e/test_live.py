@@ -6,21 +6,28 @@ server's.
 The parity test needs no stack: a small HTTP server gives Chromium the page's modules and a
 model package's files, and the page runs web/app/recognizer.js on CROHME's InkML strokes;
 the answers must be `inktex predict`'s (`OnnxRecognizer.recognize_file`, what the CLI runs)
-token for token, with probabilities within 1e-3, and the model input pixel for pixel.
+token for token, with probabilities within 1e-3, and the model input pixel for pixel. It
+runs on a package of each decoder the page drives: a GRU (96 x 256 inputs) and a Transformer
+trained both ways (the writer's scale, its beam rescored right to left): the bundled release
+for its kind, and the other exported from `models/lineage/` for the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
+import importlib.util
 import itertools
 import json
 import os
+import shutil
 import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +50,10 @@ from testkit import require
 
 from inktex.data import iter_inkml_split
 from inktex.ink import read_inkml
-from inktex.inputs import from_strokes
+from inktex.inputs import from_path, from_strokes
+from inktex.package import ModelPackage, write_manifest
 from inktex.runtime import OnnxRecognizer
+from inktex.transformer_runtime import READ_FILE
 
 pytestmark = [pytest.mark.e2e]
 
@@ -54,6 +63,12 @@ CROHME_PARITY = 200  # CROHME 2014 expressions read greedily, in the browser and
 CROHME_BEAM_PARITY = int(os.environ.get("INKTEX_PARITY_BEAM", str(CROHME_PARITY)))
 LATENCY_EXPRESSIONS = 20  # pen-up to LaTeX, up to 20 tokens
 PROB_TOLERANCE = 1e-3
+LINEAGE = RELEASE.parent / "lineage"
+# A package of each decoder kind the page drives: the release for its own kind, else these.
+LINEAGE_OF_KIND = {
+    "gru": LINEAGE / "0286bacd14897312.pt",  # the GRU release before the Transformer
+    "transformer": LINEAGE / "session10-transformer.pt",  # BTTR's decoder, read both ways
+}
 
 
 # --- drawing ---------------------------------------------------------------------------------
@@ -229,6 +244,42 @@ def test_live_recognition_falls_back_to_the_server_with_a_note(browser, stack, h
 # --- parity: the JS path against `inktex predict` -------------------------------------------
 
 
+def _decoder(package: Path) -> str:
+    return ModelPackage.load(package).settings.get("decoder") or "gru"
+
+
+def _export(checkpoint: Path, out: Path) -> Path:
+    """A package as `model_export.release candidate` makes it: the weights rounded to fp16,
+    exported, and held by the export's parity check, here on the fixtures' strokes (the
+    candidate step reads the prepared data, which a test run may not have)."""
+    require(importlib.util.find_spec("torch") is not None, "exporting needs the train extra")
+    from model_export.export import export_package
+    from model_export.release import write_half
+    from training.checkpoint import load_checkpoint
+
+    half = out.parent / f"{out.name}.pt"
+    write_half(checkpoint, half)
+    pre = load_checkpoint(half)[2]
+    samples = [from_path(p, pre) for p in sorted(INKML.glob("*.inkml"))]
+    return export_package(half, out, samples).path
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory) -> dict[str, Path]:
+    """The packages the parity tests read, by name: one of each decoder kind (the release for
+    its own), and the tiny test model."""
+    found = {"tiny": TINY_MODEL, _decoder(RELEASE): RELEASE}
+    for kind, checkpoint in LINEAGE_OF_KIND.items():
+        if kind not in found:
+            found[kind] = _export(checkpoint, tmp_path_factory.mktemp(kind) / "package")
+    # the Transformer without its read graph: both runtimes rescore it step by step
+    stepwise = tmp_path_factory.mktemp("stepwise") / "package"
+    shutil.copytree(found["transformer"], stepwise, ignore=shutil.ignore_patterns(READ_FILE))
+    write_manifest(stepwise, ModelPackage.load(found["transformer"]).version)
+    found["transformer-stepwise"] = stepwise
+    return found
+
+
 class _Files(http.server.SimpleHTTPRequestHandler):
     """web/ at /, the model packages at /models/<name>/, and an empty page at /parity.html."""
 
@@ -257,8 +308,8 @@ class _Files(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def files_server():
-    _Files.packages = {"release": RELEASE, "tiny": TINY_MODEL}
+def files_server(packages):
+    _Files.packages = packages
     _Files.extensions_map = {**_Files.extensions_map, ".mjs": "text/javascript"}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -276,12 +327,16 @@ LOAD = """async ([name, base]) => {
   const json = async (f) => (await get(f)).json();
   const bytes = async (f) => new Uint8Array(await (await get(f)).arrayBuffer());
   const model = await json('model.json');
-  const manifest = { version: (await json('manifest.json')).version,
+  const { version, files } = await json('manifest.json');
+  // a package read both ways rescores its beam through its read graph, where it has one
+  const read = 'decoder_read.onnx';
+  const reader = model.bidirectional && files[read] ? await bytes(read) : null;
+  const manifest = { version,
     vocab: await json('vocab.json'), preprocess: await json('preprocess.json'), search: model,
     files: null, browser: true, reason: '' };
   window.recognizers = window.recognizers || {};
   window.recognizers[name] = await BrowserRecognizer.create(ort, manifest,
-    await bytes('encoder.onnx'), await bytes('decoder_step.onnx'));
+    await bytes('encoder.onnx'), await bytes('decoder_step.onnx'), reader);
   window.preprocess = await import(base + '/app/preprocess.js');
 }"""
 
@@ -301,25 +356,25 @@ RECOGNISE = """async ([name, items, beam]) => {
 
 
 @pytest.fixture(scope="module")
-def parity_page(browser, files_server):
+def parity_page(browser, files_server, packages):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(600_000)
     page.goto(f"{files_server}/parity.html")
-    for name in ("release", "tiny"):
+    for name in packages:
         page.evaluate(LOAD, [name, files_server])
     yield page
     context.close()
 
 
 @functools.cache
-def _python_recognizer(name: str) -> OnnxRecognizer:
-    return OnnxRecognizer.load({"release": RELEASE, "tiny": TINY_MODEL}[name])
+def _python_recognizer(package: Path) -> OnnxRecognizer:
+    return OnnxRecognizer.load(package)
 
 
-def _check_parity(page, name: str, paths: list[Path], beam: int) -> dict:
+def _check_parity(page, packages: dict, name: str, paths: list[Path], beam: int) -> dict:
     """The browser's answers for InkML files against `inktex predict`'s; a summary."""
-    python = _python_recognizer(name)
+    python = _python_recognizer(packages[name])
     strokes = [[s.tolist() for s in read_inkml(p).strokes] for p in paths]
     browser_answers = []
     for start in range(0, len(paths), 25):  # a call per 25: no single evaluate runs for long
@@ -348,27 +403,87 @@ def _check_parity(page, name: str, paths: list[Path], beam: int) -> dict:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("model", ["release", "tiny"])
-def test_the_browser_reads_the_fixtures_as_inktex_predict(parity_page, model):
+@pytest.mark.parametrize("model", ["gru", "transformer", "transformer-stepwise", "tiny"])
+def test_the_browser_reads_the_fixtures_as_inktex_predict(parity_page, packages, model):
     paths = sorted(INKML.glob("*.inkml"))
     for beam in (1, 5):
-        _check_parity(parity_page, model, paths, beam)
+        _check_parity(parity_page, packages, model, paths, beam)
 
 
 @pytest.mark.crohme
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_browser_reads_crohme_2014_as_inktex_predict(parity_page, crohme, capsys):
+@pytest.mark.parametrize("model", ["gru", "transformer"])
+def test_the_browser_reads_crohme_2014_as_inktex_predict(
+    parity_page, packages, model, crohme, capsys
+):
     samples = list(itertools.islice(iter_inkml_split(crohme, "test2014"), CROHME_PARITY))
     folder = crohme / "inkml" / "test2014"
     paths = [folder / f"{s.name}.inkml" for s in samples]
     summary = {}
     for beam, count in ((1, len(paths)), (5, CROHME_BEAM_PARITY)):
         started = time.perf_counter()
-        summary[f"beam {beam}"] = _check_parity(parity_page, "release", paths[:count], beam)
+        found = _check_parity(parity_page, packages, model, paths[:count], beam)
+        summary[f"beam {beam}"] = found
         summary[f"beam {beam}"]["wall_s"] = round(time.perf_counter() - started, 1)
     with capsys.disabled():
-        print(f"\nparity on {len(paths)} CROHME 2014 expressions: {json.dumps(summary)}")
+        print(f"\n{model}: parity on {len(paths)} CROHME 2014 expressions: {json.dumps(summary)}")
+
+
+# --- live mode for a Transformer package, on a stack of its own -----------------------------
+
+
+@contextlib.contextmanager
+def _stack_serving(model: Path, state: Path) -> Iterator[LocalStack]:
+    """A local stack of its own serving `model` (the session's serves the test model)."""
+    from inktex import cli
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(str(s.getsockname()[1]))
+    where = ["--state-dir", str(state)]
+    up = ["up", "--detach", "--aws-port", ports[0], "--api-port", ports[1], "--model", str(model)]
+    assert cli.main([*up, *where]) == 0, f"inktex up failed; see {state}/stack.log"
+    try:
+        info = json.loads((state / "stack.json").read_text())
+        yield LocalStack(info["api_url"], state, info)
+    finally:
+        cli.main(["down", *where])
+
+
+@pytest.mark.timeout(300)
+def test_live_mode_runs_a_transformer_package_as_the_server_does(
+    browser, packages, tmp_path_factory
+):
+    """The whole way for a Transformer read both ways: the API offers its three graphs (each
+    under an API answer's limit), the worker loads them and its answers are the server's."""
+    require(
+        (WEB / "vendor" / "onnxruntime-web" / "ort.wasm.min.mjs").is_file(),
+        "web/vendor/onnxruntime-web is missing: npm ci in web/",
+    )
+    state = tmp_path_factory.mktemp("transformer-stack")
+    with _stack_serving(packages["transformer"], state) as stack:
+        page = open_live_app(browser, stack)
+        try:
+            offered = page.evaluate("async () => (await fetch('/models/production/web')).json()")
+            assert offered["browser"] is True, offered["reason"]
+            assert offered["search"]["decoder"] == "transformer"
+            assert offered["search"]["bidirectional"] is True
+            assert sorted(offered["files"]) == [READ_FILE, "decoder_step.onnx", "encoder.onnx"]
+            strokes = read_inkml(INKML / "27_em_120.inkml").strokes
+            for points in _page_strokes(page, strokes):
+                draw_stroke(page, points)
+            wait_for_live(page, len(strokes))
+            live_latex = page.input_value("#latex")
+            expect(page.locator("#result-meta")).to_contain_text("in this browser")
+            server = recognise_on_server(page)["answer"]
+            assert live_latex == server["latex"]
+            assert server["model_version"] == offered["version"]
+            no_csp_trouble(page)
+        finally:
+            page.context.close()
 
 
 # --- latency: pen-up to LaTeX, in the browser and on the server (the release model) ----------
@@ -376,21 +491,9 @@ def test_the_browser_reads_crohme_2014_as_inktex_predict(parity_page, crohme, ca
 
 @pytest.fixture(scope="module")
 def release_stack(tmp_path_factory):
-    """A second local stack serving the bundled release (the session's serves the test model)."""
-    from inktex import cli
-
-    state = tmp_path_factory.mktemp("live-stack")
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(str(s.getsockname()[1]))
-    where = ["--state-dir", str(state)]
-    up = ["up", "--detach", "--aws-port", ports[0], "--api-port", ports[1], "--model", str(RELEASE)]
-    assert cli.main([*up, *where]) == 0, f"inktex up failed; see {state}/stack.log"
-    info = json.loads((state / "stack.json").read_text())
-    yield LocalStack(info["api_url"], state, info)
-    cli.main(["down", *where])
+    """A second local stack serving the bundled release."""
+    with _stack_serving(RELEASE, tmp_path_factory.mktemp("live-stack")) as stack:
+        yield stack
 
 
 @pytest.mark.crohme

@@ -1,6 +1,7 @@
 // @ts-check
-// Live recognition's worker: loads the production package's two graphs (GET
-// /models/production/web names them, by hash) into onnxruntime-web and recognises strokes
+// Live recognition's worker: loads the production package's graphs (GET
+// /models/production/web names them, by hash: the encoder, the decoder step graph, and a
+// bidirectional Transformer's read graph) into onnxruntime-web and recognises strokes
 // off the page's thread, so drawing never waits for the model. Messages:
 //   in:  {type: 'load', manifestUrl, apiBase, ortBase}   out: {type: 'ready', version, ...}
 //   in:  {type: 'recognise', id, strokes, beam?}          out: {type: 'result', id, result}
@@ -51,10 +52,12 @@ async function load({ manifestUrl, apiBase, ortBase }) {
   const files = manifest.files;
   const ort = /** @type {import('./recognizer.js').Ort} */ (/** @type {unknown} */ (await import(`${ortBase}ort.wasm.min.mjs`)));
   configureOrt(ort, ortBase);
-  const [encoder, step] = await Promise.all(
-    ['encoder.onnx', 'decoder_step.onnx'].map((name) => graph(`${apiBase}${files[name].url}`, files[name].sha256)),
+  // a Transformer trained both ways has a third graph: its read graph, for the rescoring
+  const names = ['encoder.onnx', 'decoder_step.onnx', 'decoder_read.onnx'].filter((name) => name in files);
+  const [encoder, step, reader] = await Promise.all(
+    names.map((name) => graph(`${apiBase}${files[name].url}`, files[name].sha256)),
   );
-  recognizer = await BrowserRecognizer.create(ort, manifest, encoder, step);
+  recognizer = await BrowserRecognizer.create(ort, manifest, encoder, step, reader ?? null);
   const loadMs = performance.now() - started;
   // Two short inferences on a small drawing before the first stroke: the first compiles the
   // code (and runs while the browser still optimises the WebAssembly), the second says how
@@ -63,7 +66,8 @@ async function load({ manifestUrl, apiBase, ortBase }) {
   const probe = await recognizer.recognize(WARM_UP, 1, WARM_UP_TOKENS);
   const firstMs = first.latency_ms;
   const probeMs = probe.latency_ms;
-  return { version: manifest.version, bytes: encoder.length + step.length, loadMs, firstMs, probeMs };
+  const bytes = encoder.length + step.length + (reader?.length ?? 0);
+  return { version: manifest.version, bytes, loadMs, firstMs, probeMs };
 }
 
 /** @param {any} message */

@@ -5,16 +5,20 @@
 // Python line by line, so that the same log-probabilities give the same tokens: the same
 // tie-breaking (the first best token), the same beam bookkeeping (2k candidates, <eos>
 // picks finishing a hypothesis, a beam done after k of them), the same length-normalised
-// scores. tests/e2e/test_live.py holds the two to the same answers.
+// scores, the same right-to-left rescoring of a bidirectional model's n-best.
+// tests/e2e/test_live.py holds the two to the same answers.
 
 /**
- * @typedef {{ids: number[], tokenLogprobs: number[], score: number}} Hypothesis
+ * @typedef {{ids: number[], tokenLogprobs: number[], score: number, rightToLeft?: number}} Hypothesis
  * @typedef {{open: string[], expect: string | null, scripts: string | null}} GrammarState
  * @typedef {object} StepModel
  * @property {() => any} start the state of one encoded input (one row)
  * @property {(tokens: number[], state: any) => Promise<{logp: Float32Array, state: any}>} step
  *   log-probabilities (rows x vocabulary, row-major) after `tokens`, and the next state
  * @property {(state: any, rows: number[]) => any} select the state of these rows (repeats allowed)
+ * @property {((tokens: number[][]) => Promise<Float32Array>) | null} [readAll] log-probabilities
+ *   (rows x tokens x vocabulary, row-major) after each of the tokens, by teacher forcing in one
+ *   call: a backend that reads whole sequences at once (the rescoring reads through it)
  */
 
 const SPECIALS = ['<pad>', '<sos>', '<eos>', '<unk>'];
@@ -243,6 +247,63 @@ export async function beamSearch(model, sosId, eosId, maxLen, k, lengthPenalty, 
   }
   hyps.sort((a, b) => b.score - a.score); // stable, as Python's sort
   return hyps.slice(0, k);
+}
+
+/**
+ * The hypotheses ranked by BTTR's rule (inktex/search.py's rescore_right_to_left): the mean
+ * of the two directions' length-normalised log-likelihoods. The right-to-left one is read by
+ * teacher forcing, one decoder row per hypothesis: inputs <eos> then the reversed ids,
+ * targets the reversed ids then <sos>. The token log-probabilities, hence the confidence,
+ * stay the left-to-right ones: the reversed reading only ranks.
+ * @param {StepModel} model @param {Hypothesis[]} hyps @param {number} sosId @param {number} eosId
+ * @param {number} lengthPenalty @returns {Promise<Hypothesis[]>} the best first
+ */
+export async function rescoreRightToLeft(model, hyps, sosId, eosId, lengthPenalty) {
+  if (hyps.length === 0) return hyps;
+  const lengths = hyps.map((h) => h.ids.length + 1); // the reversed ids, then <sos>
+  const width = Math.max(...lengths);
+  const targets = hyps.map((h) => [...[...h.ids].reverse(), ...Array(width - h.ids.length).fill(sosId)]);
+  const inputs = targets.map((row) => [eosId, ...row.slice(0, -1)]);
+  const total = new Float64Array(hyps.length);
+  if (model.readAll) {
+    const every = await model.readAll(inputs);
+    const vocab = every.length / (hyps.length * width);
+    for (let t = 0; t < width; t++) {
+      hyps.forEach((_, row) => {
+        if (t < lengths[row]) total[row] += every[(row * width + t) * vocab + targets[row][t]];
+      });
+    }
+  } else {
+    let state = model.select(model.start(), Array(hyps.length).fill(0));
+    for (let t = 0; t < width; t++) {
+      // a row past its <sos> reads on, unscored
+      const out = await model.step(inputs.map((row) => row[t]), state);
+      state = out.state;
+      const vocab = out.logp.length / hyps.length;
+      hyps.forEach((_, row) => {
+        if (t < lengths[row]) total[row] += out.logp[row * vocab + targets[row][t]];
+      });
+    }
+  }
+  const rescored = hyps.map((h, row) => ({
+    ...h,
+    score: (h.score + total[row] / lengths[row] ** lengthPenalty) / 2,
+    rightToLeft: total[row],
+  }));
+  return rescored.sort((a, b) => b.score - a.score); // stable, as Python's sort
+}
+
+/**
+ * How every backend decodes (inktex/search.py's decode): greedy (beam <= 1) or beam search,
+ * under the grammar; a beam's n-best rescored right to left for a model trained both ways.
+ * @param {StepModel} model @param {{sosId: number, eosId: number, maxLen: number, beam: number,
+ *   lengthPenalty: number, grammar: LatexGrammar | null, bidirectional: boolean}} how
+ * @returns {Promise<Hypothesis[]>} the best first
+ */
+export async function decode(model, { sosId, eosId, maxLen, beam, lengthPenalty, grammar, bidirectional }) {
+  if (beam <= 1) return greedySearch(model, sosId, eosId, maxLen, grammar);
+  const hyps = await beamSearch(model, sosId, eosId, maxLen, beam, lengthPenalty, grammar);
+  return bidirectional ? rescoreRightToLeft(model, hyps, sosId, eosId, lengthPenalty) : hyps;
 }
 
 /** Tokens up to the first <eos>, without specials (inktex/vocab.py's decode).

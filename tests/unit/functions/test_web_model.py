@@ -89,22 +89,62 @@ def test_a_graph_too_large_for_an_answer_leaves_the_browser_to_the_server(
     assert "server only" in manifest["reason"]
 
 
-def test_a_decoder_other_than_the_gru_leaves_the_browser_to_the_server(
-    aws, lambda_context, tmp_path
-):
+def _package(tmp_path, **settings) -> tuple:
+    """The tiny package with model.json's `settings` changed (as the export writes them for
+    another decoder), and, for a bidirectional one, its read graph (here the tiny step graph's
+    bytes: the route serves bytes by their hash, it runs nothing)."""
     from inktex.package import write_manifest
 
-    package = tmp_path / "transformer"
+    package = tmp_path / "package"
     shutil.copytree(TINY_MODEL, package)
-    settings = json.loads((package / "model.json").read_text())
-    settings["decoder"] = "transformer"  # as the export writes it for a Transformer package
-    (package / "model.json").write_text(json.dumps(settings))
-    write_manifest(package, settings["version"])
-    version = aws.upload_package(package, version="transformer-1")
+    model = json.loads((package / "model.json").read_text()) | settings
+    (package / "model.json").write_text(json.dumps(model))
+    if settings.get("bidirectional"):
+        shutil.copyfile(package / "decoder_step.onnx", package / web_model.READ_FILE)
+    write_manifest(package, model["version"])
+    return package, json.loads((package / "manifest.json").read_text())
+
+
+def _promote(aws, package, version: str) -> str:
+    version = aws.upload_package(package, version=version)
     aws.registry.promote(version, reason="test setup", by="pytest")
+    return version
+
+
+def test_a_transformer_read_both_ways_offers_its_read_graph(aws, lambda_context, tmp_path):
+    package, hashes = _package(tmp_path, decoder="transformer", bidirectional=True)
+    version = _promote(aws, package, "transformer-1")
+    status, body, _ = get("/models/production/web", lambda_context)
+    manifest = json.loads(body)
+    assert status == 200 and manifest["browser"] is True and manifest["reason"] == ""
+    assert manifest["search"]["decoder"] == "transformer"
+    assert manifest["search"]["bidirectional"] is True  # the page rescores right to left
+    assert sorted(manifest["files"]) == sorted([*web_model.WEB_FILES, web_model.READ_FILE])
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == hashes["files"][name]
+        assert entry["url"] == f"/models/{version}/web/{name}"
+    status, body, headers = get(f"/models/{version}/web/{web_model.READ_FILE}", lambda_context)
+    assert status == 200 and body == (package / web_model.READ_FILE).read_bytes()
+    assert "immutable" in headers["cache-control"]
+
+
+def test_a_package_read_one_way_offers_no_read_graph(aws, production, lambda_context):
+    status, body, _ = get("/models/production/web", lambda_context)
+    manifest = json.loads(body)
+    assert sorted(manifest["files"]) == sorted(web_model.WEB_FILES)
+    assert manifest["search"]["decoder"] == "gru"  # an older package names none: a GRU
+    status, body, _ = get(f"/models/{production}/web/{web_model.READ_FILE}", lambda_context)
+    assert status == 404 and "has no decoder_read.onnx" in json.loads(body)["message"]
+
+
+def test_a_decoder_the_page_cannot_drive_leaves_the_browser_to_the_server(
+    aws, lambda_context, tmp_path
+):
+    package, _ = _package(tmp_path, decoder="lstm")
+    version = _promote(aws, package, "lstm-1")
     status, body, _ = get("/models/production/web", lambda_context)
     manifest = json.loads(body)
     assert status == 200 and manifest["browser"] is False and manifest["files"] is None
-    assert "transformer" in manifest["reason"] and "server only" in manifest["reason"]
+    assert "lstm" in manifest["reason"] and "server only" in manifest["reason"]
     status, body, _ = get(f"/models/{version}/web/decoder_step.onnx", lambda_context)
     assert status == 404 and "server only" in json.loads(body)["message"]
