@@ -130,18 +130,22 @@ hp-search: install
 # Ships a training run that `dvc repro` did not start (a background run, resumed across
 # sessions, that logged with dvclive): `make release-run RUN=runs/cpu3`. Its best.pt becomes
 # the train stage's output, then export, evaluate and release run under DVC; params.yaml must
-# say how the run was trained.
+# say how the run was trained. A lent GPU's run logged JSON lines: dvclive replays them.
 release-run: install
-	test -f $(RUN)/best.pt -a -f $(RUN)/train_report.json -a -d $(RUN)/dvclive
+	test -f $(RUN)/best.pt -a -f $(RUN)/train_report.json
+	test -d $(RUN)/dvclive || python -m training.tracking $(RUN)
 	rm -rf runs/train && mkdir -p runs/train
 	cp -r $(RUN)/best.pt $(RUN)/train_report.json $(RUN)/dvclive runs/train/
 	python -m training.corpus_manifest --out data/corpus.json
 	dvc commit --force corpus prepare train
 	dvc repro release
 
-# Packs the prepared data for a lent GPU machine (see training/gpu_run.sh).
+# Packs the prepared data for a lent GPU machine (see training/gpu_run.sh), and the wheels
+# its image lacks (pure Python, at the lock's versions).
 gpu-data:
 	python -m training.prepare --out .gpu/prepared
+	python3 -m pip download -q --no-deps --only-binary=:all: -d .whl \
+	  $$(grep -E '^defusedxml==' requirements.lock)
 
 clean:
 	rm -rf $(VENV) .venv-sam web/node_modules .aws-sam

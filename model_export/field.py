@@ -17,9 +17,9 @@ FIELD = (
     ("PosFormer (Guan et al., 2024)", 62.68),
 )
 
-# Issue 5's release gates: checked by `make verify`, not in CI.
-MIN_EXPRATE_2014 = 35.0
-MIN_LE1_2014 = 50.0
+# Issue 17's release gates (issue 5 set 35 and 50): checked by `make verify`, not in CI.
+MIN_EXPRATE_2014 = 40.0
+MIN_LE1_2014 = 55.0
 MAX_GAP_2013 = 5.0  # points between the 2013 and 2014 ExpRate
 
 

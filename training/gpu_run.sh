@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The prepared script for a lent GPU machine (device tool): smoke test, train, export, score.
-#   Here:  make gpu-data    (packs data/prepared into .gpu/, which `carry` sends along)
+#   Here:  make gpu-data    (packs data/prepared into .gpu/ and the wheels the machine's
+#                            image lacks into .whl/: `carry: [".gpu", ".whl"]` sends both)
 #   There: bash training/gpu_run.sh [MINUTES]
 # A device call lasts at most 10 minutes and a lease 15, so a run of MINUTES may take two
 # calls: the first is cut by its timeout (`timeout 585 bash training/gpu_run.sh 10`), the
@@ -25,8 +26,13 @@ MINUTES=${1:-11}
 OUT=${OUT:-/tmp/out}
 DATA=${GPU_DATA:-.gpu/prepared}
 RUN=${RUN_DIR:-runs/gpu}
-INIT=${INIT-models/lineage/session10-transformer.pt}  # the newest weights; INIT= from scratch
+INIT=${INIT-models/lineage/session11-gpu.pt}  # the newest weights; INIT= from scratch
 mkdir -p "$OUT" "$RUN"
+# The image's Python has torch, onnx and onnxruntime but not all of the core's needs.
+python3 -c "import defusedxml" 2>/dev/null || {
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TQDM_MININTERVAL=20
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 

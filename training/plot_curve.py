@@ -77,7 +77,7 @@ def plot(curves: list[Curve], title: str, out: Path) -> None:
             fontsize=8,
             color="dimgrey",
         )
-    ax.set_xlabel("training steps (batch 16)")
+    ax.set_xlabel("training steps")  # a batch is what the run's preset packs under its pixel budget
     ax.set_ylabel("CROHME 2013 validation, greedy (%)")
     ax.set_title(title)
     ax.set_ylim(0, max(top * 1.15, 1.0))

@@ -42,3 +42,29 @@ class Tracker:
             self.live.end()
         if self.fallback is not None:
             self.fallback.close()
+
+
+def replay(run_dir: Path) -> int:
+    """A run's JSON lines (logged where dvclive was absent) logged again through dvclive
+    into run_dir/dvclive, so that its release has the curves of a run trained here. A run
+    resumed from its last validation repeats a few steps: their second reading is kept.
+    Returns the number of rows logged."""
+    rows: list[dict] = []
+    for line in (Path(run_dir) / "log.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if any(r["step"] >= row["step"] and r.keys() == row.keys() for r in rows):
+            rows = [r for r in rows if r["step"] < row["step"]]  # resumed from a checkpoint
+        rows.append(row)
+    tracker = Tracker(Path(run_dir))
+    if tracker.live is None:
+        raise RuntimeError("replaying a run's log needs dvclive (the train extra)")
+    for row in rows:
+        tracker.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+    tracker.close()
+    return len(rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(f"{replay(Path(sys.argv[1]))} rows logged to {sys.argv[1]}/dvclive")
