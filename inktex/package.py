@@ -20,6 +20,7 @@ ENCODER_FILE = "encoder.onnx"
 STEP_FILE = "decoder_step.onnx"
 REQUIRED = (ENCODER_FILE, STEP_FILE, "vocab.json", "preprocess.json", "model.json")
 MANIFEST = "manifest.json"
+TEMPERATURE = "confidence_temperature"  # model.json: reported probabilities are p ** (1 / T)
 
 
 def sha256_file(path: Path) -> str:

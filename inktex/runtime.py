@@ -31,7 +31,7 @@ from inktex.bound import BoundRows
 from inktex.data import REPO_ROOT
 from inktex.errors import InkTeXError, ModelPackageError
 from inktex.latex import to_latex
-from inktex.package import ENCODER_FILE, STEP_FILE, ModelPackage
+from inktex.package import ENCODER_FILE, STEP_FILE, TEMPERATURE, ModelPackage
 from inktex.preprocess import PreprocessConfig, pad_batch, size_batches
 from inktex.search import Hypothesis, SearchResult, decode
 from inktex.transformer_runtime import READ_FILE, TransformerStepModel
@@ -204,6 +204,10 @@ class OnnxRecognizer:
         self.length_penalty = float(package.settings.get("length_penalty", 1.0))
         # Trained to read both ways: the beam's n-best are rescored right to left (BTTR).
         self.bidirectional = bool(package.settings.get("bidirectional", False))
+        # Reported probabilities are p ** (1 / T), T fitted on CROHME 2013 when the package was
+        # made (model_export.calibrate), so that a confidence of 0.7 is right about 70% of
+        # the time. The search itself reads the model's own log-probabilities.
+        self.temperature = float(package.settings.get(TEMPERATURE, 1.0))
         self.encoder = _session(package.path / ENCODER_FILE, encoder_threads, ENCODER_OPTIMIZATION)
         transformer = package.settings.get("decoder") == "transformer"
         step_level = TRANSFORMER_OPTIMIZATION if transformer else STEP_OPTIMIZATION
@@ -297,7 +301,7 @@ class OnnxRecognizer:
     def _recognition(self, result: SearchResult, latency_ms: float) -> Recognition:
         def describe(hyp: Hypothesis) -> tuple[list[str], float]:
             tokens = self.vocab.decode(hyp.ids)
-            return tokens, math.exp(hyp.logprob)
+            return tokens, math.exp(hyp.logprob / self.temperature)
 
         tokens, confidence = describe(result.best)
         alternatives = []
@@ -308,7 +312,9 @@ class OnnxRecognizer:
             latex=to_latex(tokens),
             tokens=tokens,
             confidence=confidence,
-            token_probs=[math.exp(p) for p in result.best.token_logprobs[: len(tokens)]],
+            token_probs=[
+                math.exp(p / self.temperature) for p in result.best.token_logprobs[: len(tokens)]
+            ],
             alternatives=alternatives,
             model_version=self.version,
             latency_ms=round(latency_ms, 2),

@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from inktex.package import TEMPERATURE
+from model_export.calibrate import calibrate, set_temperature
 from model_export.export import export_package, load_samples
 from training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -41,17 +43,23 @@ def export_with_checkpoint(
 
 
 def candidate(checkpoint: Path, out_dir: Path, samples: Path) -> str:
+    """The verified package, its confidences calibrated on CROHME 2013 (`samples`' split)."""
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / CHECKPOINT
         write_half(checkpoint, half)
-        return export_with_checkpoint(half, out_dir, samples)
+        version = export_with_checkpoint(half, out_dir, samples)
+    calibrate(out_dir, samples)
+    return version
 
 
 def ship(candidate_dir: Path, out_dir: Path, samples: Path, metrics: dict) -> str:
+    settings = json.loads((candidate_dir / "model.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:  # out_dir may be replaced while we read
         half = Path(tmp) / CHECKPOINT
         shutil.copyfile(candidate_dir / CHECKPOINT, half)
         version = export_with_checkpoint(half, out_dir, samples, metrics)
+    if TEMPERATURE in settings:  # the candidate's calibration, not fitted again
+        set_temperature(out_dir, settings[TEMPERATURE])
     expected = json.loads((candidate_dir / "manifest.json").read_text())["version"]
     if version != expected:  # never ship a package other than the one evaluated
         raise RuntimeError(f"re-export gave version {version}, the candidate is {expected}")

@@ -41,7 +41,13 @@ SETTINGS_FILES = ("vocab.json", "preprocess.json", "model.json")
 MAX_FILE_BYTES = 4_400_000
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
-_SEARCH_SETTINGS = ("max_len", "beam_size", "length_penalty", "bidirectional")
+_SEARCH_SETTINGS = (
+    "max_len",
+    "beam_size",
+    "length_penalty",
+    "bidirectional",
+    "confidence_temperature",  # the reported probabilities' calibration (inktex.package)
+)
 
 
 class WebModelNotFound(InputError):

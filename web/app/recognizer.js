@@ -16,7 +16,7 @@ export { Cancelled } from './step-models.js';
  * @typedef {import('./preprocess.js').PreprocessConfig} PreprocessConfig
  * @typedef {import('./preprocess.js').Strokes} Strokes
  * @typedef {{max_len?: number, beam_size?: number, length_penalty?: number, decoder?: string,
- *   bidirectional?: boolean}} SearchSettings  model.json's
+ *   bidirectional?: boolean, confidence_temperature?: number}} SearchSettings  model.json's
  * @typedef {{url: string, sha256: string, bytes: number}} GraphFile
  * @typedef {object} WebManifest  GET /models/production/web
  * @property {string} version
@@ -76,6 +76,8 @@ export class BrowserRecognizer {
     this.maxLen = manifest.search.max_len ?? 200;
     this.beamSize = manifest.search.beam_size ?? 5;
     this.lengthPenalty = manifest.search.length_penalty ?? 1.0;
+    // Reported probabilities are p ** (1 / T), calibrated on CROHME 2013 (model_export/calibrate.py).
+    this.temperature = manifest.search.confidence_temperature ?? 1.0;
     // Trained to read both ways: the beam's n-best are rescored right to left (BTTR).
     this.bidirectional = manifest.search.bidirectional === true;
     this.takesMask = encoder.inputNames.includes('mask');
@@ -137,14 +139,14 @@ export class BrowserRecognizer {
       const tokens = decodeTokens(this.vocab, h.ids);
       let logprob = 0;
       for (const lp of h.tokenLogprobs) logprob += lp;
-      return { tokens, confidence: Math.exp(logprob) };
+      return { tokens, confidence: Math.exp(logprob / this.temperature) };
     };
     const best = describe(hyps[0]);
     return {
       latex: best.tokens.join(' '),
       tokens: best.tokens,
       confidence: best.confidence,
-      token_probs: hyps[0].tokenLogprobs.slice(0, best.tokens.length).map(Math.exp),
+      token_probs: hyps[0].tokenLogprobs.slice(0, best.tokens.length).map((lp) => Math.exp(lp / this.temperature)),
       alternatives: hyps.slice(1).map((h) => {
         const alt = describe(h);
         return { latex: alt.tokens.join(' '), confidence: alt.confidence };
