@@ -14,10 +14,11 @@
 # reading directions, stroke augmentation on half of the inputs (a lease gives the model
 # tens of epochs, where it would otherwise learn its training set by heart), the whole model
 # training at a peak of 1e-3 (the preset's 2e-3 is for a model from scratch) with BatchNorm
-# on its statistics. Teacher forcing runs every token of the
-# Transformer at once, so a step is a few large kernels, not a launch per token: the GPU is
-# kept busy by the batch size. Not compiled: every batch has another size (inputs are
-# bucketed, not resized), and compiled graphs and CUDA graphs are per shape.
+# on its statistics. Teacher forcing runs every token of the Transformer at once, not a
+# launch per token. Not compiled: every batch has another size (inputs are bucketed, not
+# resized), and compiled graphs and CUDA graphs are per shape. Measured on an H200 (session
+# 11): 150-270 inputs a second, 3.5 steps, far under the chip; the log's `wait` says what
+# share of that time the step waited for the loader (docs/experiments.md, session 11).
 # It starts from the newest committed weights (INIT): a lease trains for minutes, where the
 # field trains a Transformer decoder from scratch for 200-300 epochs (BTTR, CoMER).
 # Checkpoints land in $OUT as they improve (fp16), so a run cut short still returns weights.
@@ -59,10 +60,11 @@ echo "== train for $MINUTES minutes in all (resumes $RUN/last.pt if a first call
 # From trained weights BatchNorm stays on their running statistics (a fixed affine map), so
 # that padded, size-bucketed batches normalise as serving does from the first step.
 FREEZE=$([ -n "$INIT" ] && echo true || echo false)
+LR=$([ -n "$INIT" ] && echo 0.001 || echo 0.002)  # the preset's peak is for a model from scratch
 python3 -m training.train --data "$DATA" --out "$RUN" --mirror "$OUT" \
   --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
   --set train.init="$INIT" --set train.freeze_batchnorm="$FREEZE" \
-  --set train.lr=0.001 --set train.bidirectional=true --set train.augment_prob=0.5 \
+  --set train.lr="$LR" --set train.bidirectional=true --set train.augment_prob=0.5 \
   ${EXTRA_SET:-} \
   2>&1 | tee -a "$OUT/train.log"
 cp "$RUN/log.jsonl" "$OUT/" 2>/dev/null || true

@@ -410,6 +410,9 @@ def train(
         train_mode(model, tcfg.freeze_batchnorm, tcfg.freeze_encoder)
         sampler.epoch = state["epoch"]
         seen, rate_since = 0, time.monotonic()  # training inputs a second, for the log
+        # and the share of that time spent waiting for the loader's next batch: what bounds
+        # a fast accelerator (each step ends synchronised, by loss.item())
+        waited, fetched = 0.0, time.monotonic()
         bar = tqdm(
             loader,
             desc=f"epoch {state['epoch'] + 1}",
@@ -418,6 +421,7 @@ def train(
             leave=False,
         )
         for batch in bar:
+            waited += time.monotonic() - fetched
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             rate = tcfg.lr * lr_factor(progress(), state["step"], tcfg.warmup_steps)
             for group in optimizer.param_groups:
@@ -440,9 +444,14 @@ def train(
             state["step"] += 1
             tick()
             seen += len(batch["images"]) * world
-            rate = seen / max(time.monotonic() - rate_since, 1e-9)  # validation excluded
+            since = max(time.monotonic() - rate_since, 1e-9)  # validation excluded
+            rate, wait = seen / since, waited / since
             bar.set_postfix(
-                loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}", img_s=f"{rate:.1f}", refresh=False
+                loss=f"{loss.item():.3f}",
+                acc=f"{accuracy:.3f}",
+                img_s=f"{rate:.1f}",
+                wait=f"{wait:.0%}",
+                refresh=False,
             )
             if state["step"] % 20 == 0:
                 tracker.log(
@@ -451,6 +460,7 @@ def train(
                         "train/token_accuracy": accuracy,
                         "train/lr": optimizer.param_groups[0]["lr"],
                         "train/images_per_s": rate,
+                        "train/loader_wait": wait,
                     },
                     step=state["step"],
                 )
@@ -461,9 +471,10 @@ def train(
             if tcfg.val_every_minutes and time.monotonic() - last_val > tcfg.val_every_minutes * 60:
                 stop = _sync_stop(validate_and_save(), world, device)
                 last_val = time.monotonic()
-                seen, rate_since = 0, time.monotonic()
+                seen, rate_since, waited = 0, time.monotonic(), 0.0
                 if stop:
                     break
+            fetched = time.monotonic()
         else:
             state["epoch"] += 1
             if not tcfg.val_every_minutes:
