@@ -47,7 +47,7 @@ from typing import TypeVar
 import numpy as np
 import onnxruntime as ort
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from inktex import inputs
@@ -61,6 +61,7 @@ from inktex.preprocess import pad_batch, size_batches
 from inktex.runtime import OnnxRecognizer
 from inktex.search import decode
 from model_export.field import field_table, release_gates
+from training import photo
 from training.checkpoint import load_checkpoint
 from training.decoding import recognize_batch
 from training.model import count_parameters
@@ -151,51 +152,33 @@ def load_samples(count: int, full: bool) -> list[Sample]:
     return [samples[i] for i in np.linspace(0, len(samples) - 1, count).round().astype(int)]
 
 
-def _png(image: Image.Image) -> bytes:
+def _png(gray: np.ndarray) -> bytes:
     out = io.BytesIO()
-    image.save(out, "PNG")
+    Image.fromarray(gray).save(out, "PNG")
     return out.getvalue()
 
 
-def _rotated(degrees: float) -> Callable[[Image.Image], bytes]:
-    return lambda im: _png(im.rotate(degrees, Image.BICUBIC, expand=True, fillcolor=255))
-
-
-def _jpeg(image: Image.Image) -> bytes:
+def _jpeg(gray: np.ndarray) -> bytes:
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=60)
+    Image.fromarray(gray).save(out, "JPEG", quality=60)
     return out.getvalue()
 
 
-def _wide_margins(image: Image.Image) -> bytes:
-    """The expression in the middle third of each side: 8/9 of the page is paper."""
-    w, h = image.size
-    page = Image.new("L", (3 * w, 3 * h), 255)
-    page.paste(image, (w, h))
-    return _png(page)
-
-
-def _grey_paper(image: Image.Image) -> bytes:
-    """Grey, unevenly lit paper (150 at the left edge to 200 at the right), ink at 40."""
-    gray = np.asarray(image, dtype=np.float32) / 255
-    paper = np.linspace(150, 200, gray.shape[1], dtype=np.float32)[None, :]
-    return _png(Image.fromarray(np.round(40 + (paper - 40) * gray).astype(np.uint8)))
-
-
-DEGRADATIONS: dict[str, Callable[[Image.Image], bytes]] = {
-    "inverted": lambda im: _png(ImageOps.invert(im)),
-    "rotated +5": _rotated(5),
-    "rotated -5": _rotated(-5),
+# The same degradations that training draws at random (`training.photo`), at fixed settings.
+DEGRADATIONS: dict[str, Callable[[np.ndarray], bytes]] = {
+    "inverted": lambda g: _png(photo.inverted(g)),
+    "rotated +5": lambda g: _png(photo.rotated(g, 5)),
+    "rotated -5": lambda g: _png(photo.rotated(g, -5)),
     "JPEG q60": _jpeg,
-    "scaled 3x": lambda im: _png(im.resize((3 * im.width, 3 * im.height), Image.BICUBIC)),
-    "wide margins": _wide_margins,
-    "grey paper": _grey_paper,
+    "scaled 3x": lambda g: _png(photo.scaled(g, 3)),
+    "wide margins": lambda g: _png(photo.wide_margins(g)),
+    "grey paper": lambda g: _png(photo.grey_paper(g, 150, 200)),
 }
 
 
 def degrade(data: bytes, kind: str) -> bytes:
     """An encoded copy of a PNG, degraded as a person's photo or scan might be."""
-    return DEGRADATIONS[kind](Image.open(io.BytesIO(data)).convert("L"))
+    return DEGRADATIONS[kind](np.asarray(Image.open(io.BytesIO(data)).convert("L")))
 
 
 # ---- measurements ------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Training data: packed splits -> model inputs, in padded batches of similar size.
 
 A split is either the corpus's strokes at the one scale (`training.prepare.PackedSplit`),
-rendered (and augmented) on the fly in the data loader's workers by the serving renderer,
-or ready model inputs (`InputPack`: the feedback loop's corrections, whatever their kind).
+rendered (and augmented) on the fly in the data loader's workers by the serving renderer
+(a share of them as images read back as an upload is: `training.photo`), or ready model
+inputs (`InputPack`: the feedback loop's corrections, whatever their kind).
 Batches group inputs of similar size under a pixel budget, so a long expression is not
 squeezed and short ones do not pay for its padding; each batch carries its mask.
 """
@@ -16,16 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inktex.errors import InkTeXError
 from inktex.preprocess import (
     STRIDE,
     PreprocessConfig,
     pad_batch,
+    preprocess_gray,
     size_batches,
     strokes_to_input,
     to_uint8,
 )
 from inktex.vocab import Vocabulary
 from training.augment import StrokeAugment, augment_strokes
+from training.photo import random_photo
 from training.prepare import PackedSplit
 
 
@@ -66,9 +70,10 @@ def load_split(path: Path) -> PackedSplit | InputPack:
 
 
 class ExpressionDataset(torch.utils.data.Dataset):
-    """Item `(epoch, i)`: expression i's model input (uint8) and i. Strokes are augmented
-    with a generator seeded by (seed, epoch, i): the same seed gives the same inputs, in any
-    worker."""
+    """Item `(epoch, i)`: expression i's model input (uint8) and i. Strokes are augmented,
+    and a `photo_prob` share of them drawn as a degraded image and read back through the
+    image path, with a generator seeded by (seed, epoch, i): the same seed gives the same
+    inputs, in any worker."""
 
     def __init__(
         self,
@@ -76,8 +81,10 @@ class ExpressionDataset(torch.utils.data.Dataset):
         cfg: PreprocessConfig,
         augment: StrokeAugment | None = None,
         seed: int = 0,
+        photo_prob: float = 0.0,
     ):
         self.split, self.cfg, self.augment, self.seed = split, cfg, augment, seed
+        self.photo_prob = photo_prob
 
     def __len__(self) -> int:
         return len(self.split)
@@ -101,6 +108,11 @@ class ExpressionDataset(torch.utils.data.Dataset):
         if self.augment is not None and rng.random() < self.augment.input_prob:
             strokes = augment_strokes(strokes, symbols, rng, self.cfg.symbol_height, self.augment)
             line_width = int(rng.choice(self.augment.line_widths))
+        if self.photo_prob and rng.random() < self.photo_prob:
+            try:
+                return to_uint8(preprocess_gray(random_photo(strokes, rng), self.cfg)), i
+            except InkTeXError:  # a degradation left no readable ink: read the strokes
+                pass
         x = strokes_to_input(strokes, self.cfg, normalised=True, line_width=line_width)
         return to_uint8(x), i
 

@@ -13,10 +13,11 @@
 # bf16 autocast, batches of up to 128 inputs under 4 M pixels from 12 loader workers, both
 # reading directions, stroke augmentation on half of the inputs (a lease gives the model
 # tens of epochs, where it would otherwise learn its training set by heart), the whole model
-# training at a peak of 1e-3 (the preset's 2e-3 is for a model from scratch) with BatchNorm
-# on its statistics. Teacher forcing runs every token of the Transformer at once, not a
-# launch per token. Not compiled: every batch has another size (inputs are bucketed, not
-# resized), and compiled graphs and CUDA graphs are per shape. Measured on an H200 (session
+# training at a peak of 5e-4 (the preset's 2e-3 is for a model from scratch) with BatchNorm
+# on its statistics, 40% of the inputs read as images (rendered, degraded and preprocessed
+# as an upload is: training/photo.py). Teacher forcing runs every token of the Transformer at
+# once, not a launch per token. Not compiled: every batch has another size (inputs are
+# bucketed, not resized), and compiled graphs and CUDA graphs are per shape. Measured on an H200 (session
 # 11): 150-270 inputs a second, 3.5 steps, far under the chip; the log's `wait` says what
 # share of that time the step waited for the loader (docs/experiments.md, session 11).
 # It starts from the newest committed weights (INIT): a lease trains for minutes, where the
@@ -60,11 +61,14 @@ echo "== train for $MINUTES minutes in all (resumes $RUN/last.pt if a first call
 # From trained weights BatchNorm stays on their running statistics (a fixed affine map), so
 # that padded, size-bucketed batches normalise as serving does from the first step.
 FREEZE=$([ -n "$INIT" ] && echo true || echo false)
-LR=$([ -n "$INIT" ] && echo 0.001 || echo 0.002)  # the preset's peak is for a model from scratch
+# The preset's peak is for a model from scratch; weights that a lease already trained
+# continue at a quarter of it (session 11's 1e-3 cost 9 points of validation for minutes).
+LR=${LR:-$([ -n "$INIT" ] && echo 0.0005 || echo 0.002)}
 python3 -m training.train --data "$DATA" --out "$RUN" --mirror "$OUT" \
   --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
   --set train.init="$INIT" --set train.freeze_batchnorm="$FREEZE" \
   --set train.lr="$LR" --set train.bidirectional=true --set train.augment_prob=0.5 \
+  --set train.photo_prob="${PHOTO_PROB:-0.4}" \
   ${EXTRA_SET:-} \
   2>&1 | tee -a "$OUT/train.log"
 cp "$RUN/log.jsonl" "$OUT/" 2>/dev/null || true

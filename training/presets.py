@@ -25,6 +25,7 @@ class TrainConfig:
     patience: int = 20  # validations without a better ExpRate before stopping
     augment: bool = True
     augment_prob: float = 1.0  # share of training inputs augmented (the rest clean)
+    photo_prob: float = 0.0  # share read as an image: rendered 256 px, degraded (training.photo)
     max_label_len: int = 150  # longer training labels are skipped (and counted)
     train_limit: int = 0  # 0 = every training sample
     val_limit: int = 0  # 0 = all of CROHME 2013

@@ -155,6 +155,13 @@ def bf16_pays(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def memory_log(device: torch.device) -> dict[str, float]:
+    """The accelerator's peak memory so far: how much room a larger batch would have."""
+    if device.type != "cuda":
+        return {}
+    return {"train/peak_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30}
+
+
 def setup_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device); starts the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -204,7 +211,7 @@ def train(
     pre = PreprocessConfig.from_dict(json.loads((data_dir / "preprocess.json").read_text()))
     train_split = load_split(data_dir / "train.npz")
     augment = StrokeAugment(input_prob=tcfg.augment_prob) if tcfg.augment else None
-    train_set = ExpressionDataset(train_split, pre, augment, seed)
+    train_set = ExpressionDataset(train_split, pre, augment, seed, tcfg.photo_prob)
     limit = min(tcfg.train_limit or len(train_split), len(train_split))
     keep = [i for i in range(limit) if len(train_split.labels[i]) <= tcfg.max_label_len]
     dropped = limit - len(keep)
@@ -461,6 +468,7 @@ def train(
                         "train/lr": optimizer.param_groups[0]["lr"],
                         "train/images_per_s": rate,
                         "train/loader_wait": wait,
+                        **memory_log(device),
                     },
                     step=state["step"],
                 )
