@@ -68,7 +68,7 @@ python3 -m training.train --data "$DATA" --out "$RUN" --mirror "$OUT" \
   --set train.overrides={} --set train.preset=gpu --set train.max_minutes="$MINUTES" \
   --set train.init="$INIT" --set train.freeze_batchnorm="$FREEZE" \
   --set train.lr="$LR" --set train.bidirectional=true --set train.augment_prob=0.5 \
-  --set train.photo_prob="${PHOTO_PROB:-0.4}" \
+  --set train.photo_prob="${PHOTO_PROB:-0.4}" --set train.profile_steps=20 \
   ${EXTRA_SET:-} \
   2>&1 | tee -a "$OUT/train.log"
 cp "$RUN/log.jsonl" "$OUT/" 2>/dev/null || true

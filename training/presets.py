@@ -41,6 +41,7 @@ class TrainConfig:
     encoder_lr_scale: float = 1.0  # the encoder's rate as a share of `lr`: a trained encoder
     # unfrozen under a decoder still learning moves slowly, so the decoder cannot undo it
     bidirectional: bool = False  # also read each label right to left (BTTR), one encoding
+    profile_steps: int = 0  # log a profile of this many steps after ten (training.profiling)
 
     def to_dict(self) -> dict:
         return asdict(self)

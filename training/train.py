@@ -37,6 +37,7 @@ from training.data import ExpressionDataset, SizeBatchSampler, collate, load_spl
 from training.decoding import recognize_arrays
 from training.model import WIDTHS, ModelConfig, Recognizer, count_parameters, init_weights
 from training.presets import TrainConfig, resolve
+from training.profiling import step_profiler
 from training.tracking import Tracker
 
 log = logging.getLogger("inktex.train")
@@ -282,7 +283,9 @@ def train(
         batch_sampler=sampler,
         num_workers=tcfg.workers,
         collate_fn=lambda items: collate(items, train_split.labels, vocab),
-        persistent_workers=False,
+        # Workers outlive an epoch: restarting 12 of them cost a lent H200 up to 78% of the
+        # first seconds of each 45-second epoch (docs/experiments.md, session 12).
+        persistent_workers=tcfg.workers > 0,
         prefetch_factor=8 if tcfg.workers else None,
     )
     steps_per_epoch = max(1, len(sampler))
@@ -413,6 +416,7 @@ def train(
     def tick() -> None:  # wall-clock time, validation included: budgets are wall-clock
         state["elapsed_s"] = elapsed_before + time.monotonic() - clock_start
 
+    profiler = step_profiler(tcfg.profile_steps, device) if is_main else None
     while state["epoch"] < tcfg.epochs and progress() < 1 and not stop:
         train_mode(model, tcfg.freeze_batchnorm, tcfg.freeze_encoder)
         sampler.epoch = state["epoch"]
@@ -449,6 +453,8 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             optimizer.step()
             state["step"] += 1
+            if profiler:
+                profiler.step()
             tick()
             seen += len(batch["images"]) * world
             since = max(time.monotonic() - rate_since, 1e-9)  # validation excluded
@@ -487,6 +493,8 @@ def train(
             state["epoch"] += 1
             if not tcfg.val_every_minutes:
                 stop = _sync_stop(validate_and_save(), world, device)
+    if profiler:
+        profiler.stop()
     # The final state is always validated and saved, so a budget's end loses nothing.
     validate_and_save()
     averaged = None
