@@ -17,9 +17,10 @@
 # on its statistics, 40% of the inputs read as images (rendered, degraded and preprocessed
 # as an upload is: training/photo.py). Teacher forcing runs every token of the Transformer at
 # once, not a launch per token. Not compiled: every batch has another size (inputs are
-# bucketed, not resized), and compiled graphs and CUDA graphs are per shape. Measured on an H200 (session
-# 11): 150-270 inputs a second, 3.5 steps, far under the chip; the log's `wait` says what
-# share of that time the step waited for the loader (docs/experiments.md, session 11).
+# bucketed, not resized), and compiled graphs and CUDA graphs are per shape. Measured on an
+# H200 (sessions 11-12): 150-270 inputs a second, 3 steps; the loader's share of a step (the
+# log's `wait`) 4%, peak memory 34.5 of 141 GB. The first 20 steps after warm-up are profiled
+# (the log's "profile of 20 training steps": how busy the kernels kept the card).
 # It starts from the newest committed weights (INIT): a lease trains for minutes, where the
 # field trains a Transformer decoder from scratch for 200-300 epochs (BTTR, CoMER).
 # Checkpoints land in $OUT as they improve (fp16), so a run cut short still returns weights.
