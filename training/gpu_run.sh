@@ -29,7 +29,7 @@ MINUTES=${1:-11}
 OUT=${OUT:-/tmp/out}
 DATA=${GPU_DATA:-.gpu/prepared}
 RUN=${RUN_DIR:-runs/gpu}
-INIT=${INIT-models/lineage/session11-gpu.pt}  # the newest weights; INIT= from scratch
+INIT=${INIT-models/lineage/session12-cpu-photo.pt}  # the newest weights; INIT= from scratch
 mkdir -p "$OUT" "$RUN"
 # The image's Python has torch, onnx and onnxruntime but not all of the core's needs.
 python3 -c "import defusedxml" 2>/dev/null || {
