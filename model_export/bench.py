@@ -158,18 +158,12 @@ def _png(gray: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _jpeg(gray: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(gray).save(out, "JPEG", quality=60)
-    return out.getvalue()
-
-
 # The same degradations that training draws at random (`training.photo`), at fixed settings.
 DEGRADATIONS: dict[str, Callable[[np.ndarray], bytes]] = {
     "inverted": lambda g: _png(photo.inverted(g)),
     "rotated +5": lambda g: _png(photo.rotated(g, 5)),
     "rotated -5": lambda g: _png(photo.rotated(g, -5)),
-    "JPEG q60": _jpeg,
+    "JPEG q60": lambda g: photo.jpeg_bytes(g, 60),
     "scaled 3x": lambda g: _png(photo.scaled(g, 3)),
     "wide margins": lambda g: _png(photo.wide_margins(g)),
     "grey paper": lambda g: _png(photo.grey_paper(g, 150, 200)),

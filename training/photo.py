@@ -27,11 +27,15 @@ def rotated(gray: np.ndarray, degrees: float) -> np.ndarray:
     return np.asarray(image)
 
 
-def jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
-    """The image after a round trip through JPEG at `quality`."""
+def jpeg_bytes(gray: np.ndarray, quality: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(gray).save(out, "JPEG", quality=quality)
-    return np.asarray(Image.open(out).convert("L"))
+    return out.getvalue()
+
+
+def jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
+    """The image after a round trip through JPEG at `quality`."""
+    return np.asarray(Image.open(io.BytesIO(jpeg_bytes(gray, quality))).convert("L"))
 
 
 def scaled(gray: np.ndarray, factor: float) -> np.ndarray:
