@@ -6,6 +6,8 @@
 
 `candidate` rounds the trained weights to fp16 first and ships that fp16 checkpoint beside the
 package (`checkpoint.pt`): what is evaluated is what is committed, and training resumes from it.
+It fits the scale images are read at (`model_export.image_scale`) into that checkpoint's
+preprocessing, and calibrates the confidences (`model_export.calibrate`).
 `ship` re-exports the candidate's own fp16 checkpoint with the evaluation's metrics. The export
 is deterministic and the version a content hash, so the shipped package is the evaluated one.
 """
@@ -13,23 +15,28 @@ is deterministic and the version a content hash, so the shipped package is the e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
-from inktex.package import TEMPERATURE
+from inktex.package import TEMPERATURE, ModelPackage
 from model_export.calibrate import calibrate, set_temperature
 from model_export.export import export_package, load_samples
+from model_export.image_scale import fit_image_scale
 from training.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 
 
-def write_half(checkpoint: Path, out: Path) -> None:
-    """The checkpoint's weights as fp16, keeping its config, vocabulary and training record."""
+def write_half(checkpoint: Path, out: Path, image_scale: float | None = None) -> None:
+    """The checkpoint's weights as fp16, keeping its config, vocabulary and training record
+    (and its preprocessing, with `image_scale` when given)."""
     model, vocab, pre, payload = load_checkpoint(checkpoint)
+    if image_scale is not None:
+        pre = dataclasses.replace(pre, image_scale=image_scale)
     kept = {k: payload[k] for k in ("metrics", "train_config", "init") if k in payload}
     save_checkpoint(out, model, vocab, pre, half=True, **kept)
 
@@ -43,11 +50,17 @@ def export_with_checkpoint(
 
 
 def candidate(checkpoint: Path, out_dir: Path, samples: Path) -> str:
-    """The verified package, its confidences calibrated on CROHME 2013 (`samples`' split)."""
+    """The verified package, its image scale fitted and its confidences calibrated on CROHME
+    2013 (`samples`' split)."""
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / CHECKPOINT
         write_half(checkpoint, half)
         version = export_with_checkpoint(half, out_dir, samples)
+        scale = fit_image_scale(out_dir, samples)["image_scale"]
+        if scale != ModelPackage.load(out_dir).preprocess.image_scale:
+            # The scale is part of the preprocessing, so of the version: export again with it.
+            write_half(checkpoint, half, scale)
+            version = export_with_checkpoint(half, out_dir, samples)
     calibrate(out_dir, samples)
     return version
 

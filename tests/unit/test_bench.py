@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inktex.ink import read_inkml
 from model_export import bench
 from model_export.field import release_gates
 
@@ -66,6 +67,13 @@ def test_each_degradation_is_what_its_name_says(original):
 @pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.crohme
+def test_a_png_of_other_strokes_is_told_from_a_drawing_of_its_own(fixtures, original):
+    own = read_inkml(fixtures / "inkml" / "518_em_425.inkml").strokes
+    other = read_inkml(fixtures / "inkml" / "27_em_120.inkml").strokes
+    assert bench.draws_its_strokes(original, own)
+    assert not bench.draws_its_strokes(original, other)
+
+
 def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = subprocess.run(
@@ -97,7 +105,9 @@ def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
 
     assert r["model"]["source"].endswith("knows_fixtures.pt, exported on the fly")
     assert r["model"]["parameters"] > 0 and r["model"]["checkpoint_preprocess_matches"]
+    left_out = r["images"].pop("png_of_other_strokes")
     assert r["images"] == {"split": "test2014", "count": 4, "refused_clean": 0}
+    assert r["robustness"]["clean"]["count"] == 4 - len(left_out)
     for key, threads in (("1_thread", 1), ("2_threads", 2)):
         stats = r["latency_ms"][key]
         runners = {"onnxruntime", "pytorch"} | (

@@ -79,3 +79,11 @@ def test_the_photo_share_goes_through_the_image_path(split) -> None:
 def test_the_photo_share_is_a_training_setting() -> None:
     assert resolve("tiny").photo_prob == 0.0
     assert resolve("gpu", {"photo_prob": "0.4"}).photo_prob == 0.4
+
+
+def test_the_corpus_style_draws_no_dots() -> None:
+    """The corpus's PNGs leave out one-point marks (the dot of an i, of a \\div)."""
+    bar, dot = np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([[5.0, 5.0]])
+    kept = photo.without_dots([bar, dot, dot])
+    assert len(kept) == 1 and kept[0] is bar
+    assert len(photo.without_dots([dot])) == 1  # a drawing that is one dot keeps it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,21 @@ def test_a_photo_is_brought_to_the_scale_of_its_strokes(fixtures: Path, name) ->
         Image.fromarray(render_strokes(strokes, size=size, line_width=pen)).save(buffer, "PNG")
         photo = inputs.from_image(buffer.getvalue(), SCALE)
         assert photo.shape == pytest.approx(expected.shape, rel=0.3), (size, pen)
+
+
+def test_a_package_reads_images_larger_by_its_image_scale(fixtures: Path) -> None:
+    png = (fixtures / "inkml" / "518_em_425.png").read_bytes()
+    larger = replace(SCALE, image_scale=1.5)
+    base, big = inputs.from_image(png, SCALE), inputs.from_image(png, larger)
+    # Padding to the stride rounds each side up by less than 16 px.
+    assert big.shape == pytest.approx([1.5 * side for side in base.shape], abs=STRIDE + 8)
+    strokes = read_inkml(fixtures / "inkml" / "518_em_425.inkml").strokes
+    np.testing.assert_array_equal(
+        inputs.from_strokes(strokes, larger), inputs.from_strokes(strokes, SCALE)
+    )
+    # Packages written before the setting keep their preprocess.json, so their version.
+    assert "image_scale" not in SCALE.to_dict()
+    assert PreprocessConfig.from_dict(larger.to_dict()) == larger
 
 
 def test_larger_inputs_shrink_to_the_largest_size(fixtures: Path) -> None:
