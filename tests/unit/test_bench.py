@@ -64,9 +64,6 @@ def test_each_degradation_is_what_its_name_says(original):
     assert all(f in ("PNG", "JPEG") for f, _ in copies.values())
 
 
-@pytest.mark.slow
-@pytest.mark.torch
-@pytest.mark.crohme
 def test_a_png_of_other_strokes_is_told_from_a_drawing_of_its_own(fixtures, original):
     own = read_inkml(fixtures / "inkml" / "518_em_425.inkml").strokes
     other = read_inkml(fixtures / "inkml" / "27_em_120.inkml").strokes
@@ -74,6 +71,9 @@ def test_a_png_of_other_strokes_is_told_from_a_drawing_of_its_own(fixtures, orig
     assert not bench.draws_its_strokes(original, other)
 
 
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.crohme
 def test_the_bench_measures_everything_on_a_tiny_model(crohme, tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = subprocess.run(
