@@ -372,9 +372,16 @@ def test_failed_jobs_lose_no_feedback(stack):
         assert item["attempts"] == settings.max_training_attempts
         assert item["returned_from"] == [2, 3, 4]
         assert "training failed 3 times" in item["held_reason"]
-    status, state = api(stack, "GET", "/retraining", token=token)
+
+    def every_failure_decided():
+        status, state = api(stack, "GET", "/retraining", token=token)
+        failed = [d for d in state["decisions"] if d["decision"] == "failed"]
+        return status == 200 and len(failed) == settings.max_training_attempts and (state, failed)
+
+    # A decision is recorded after its batch's corrections are released (`decide_once`), so
+    # the last one may land a moment after they are held.
+    state, failed = wait_for("the third failure's decision", every_failure_decided, FINE_TUNE_S, 1)
     assert state["pending"] == 0
-    failed = [d for d in state["decisions"] if d["decision"] == "failed"]
     assert [d["batch"] for d in failed] == [4, 3, 2]
     assert "model.pt" in failed[-1]["reason"]
     assert api(stack, "GET", "/models")[1]["production"]["version"] == promoted
